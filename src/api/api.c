@@ -1,0 +1,309 @@
+/* The HTTP routes: publishing, health, metrics, and the way to SSE and files. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../obs/obs.h"
+#include "../transport/transport.h"
+#include "api.h"
+
+static api_options_t api;
+
+void api_init(const api_options_t *opts) { api = *opts; }
+void api_set_server(net_server_t *server) { api.server = server; }
+
+/* ================================================================ helpers */
+
+static bool api__method(const net_request_t *req, const char *m) {
+  size_t n = strlen(m);
+  return req->head.method_len == n && memcmp(req->head.method, m, n) == 0;
+}
+
+static bool api__prefix(const net_request_t *req, const char *prefix, const char **rest, size_t *rest_len) {
+  size_t n = strlen(prefix);
+  if (req->path_len < n || memcmp(req->path, prefix, n) != 0) return false;
+  *rest = req->path + n;
+  *rest_len = req->path_len - n;
+  return true;
+}
+
+static bool api__is(const net_request_t *req, const char *path) {
+  size_t n = strlen(path);
+  return req->path_len == n && memcmp(req->path, path, n) == 0;
+}
+
+static void api__not_allowed(net_conn_t *c, const char *allow) {
+  char extra[96];
+  snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+  const char body[] = "{\"error\":{\"code\":\"METHOD_NOT_ALLOWED\",\"message\":\"method not allowed on this route\"}}";
+  net_respond(c, 405, "application/json", body, sizeof(body) - 1, extra);
+}
+
+static void api__json(net_conn_t *c, int status, const tt_str_t *body) {
+  net_respond(c, status, "application/json", body->data, body->len, "Cache-Control: no-store\r\n");
+}
+
+/* Decodes a channel from a path segment; answers 400 and returns -1 if bad. */
+static int api__channel(net_conn_t *c, const char *raw, size_t len, char *out, size_t *out_len) {
+  const char *why;
+  ssize_t dl = len <= HUB_CHANNEL_MAX * 3 ? http_url_decode(raw, len, out, false) : -1;
+  if (dl < 0 || hub_channel_check(out, (size_t)dl, &why) != 0) {
+    net_respond_error(c, 400, "BAD_CHANNEL", "channel must be 1-255 bytes of [A-Za-z0-9_.:/-]");
+    return -1;
+  }
+  *out_len = (size_t)dl;
+  return 0;
+}
+
+static bool api__authorized(net_request_t *req) {
+  if (api.api_key == NULL) return true;
+  size_t vl;
+  const char *v = http_head_get(&req->head, "Authorization", &vl);
+  size_t kl = strlen(api.api_key);
+  if (v == NULL || vl != kl + 7 || strncasecmp(v, "Bearer ", 7) != 0) return false;
+  /* constant time in the key's length */
+  unsigned char diff = 0;
+  for (size_t i = 0; i < kl; i++) diff |= (unsigned char)(v[7 + i] ^ api.api_key[i]);
+  return diff == 0;
+}
+
+/* ================================================================ publishing */
+
+static void api__publish(net_request_t *req, const char *channel, size_t clen, const char *event, size_t elen,
+                         const char *data, size_t dlen);
+
+typedef struct api_pub_fields_s {
+  tt_json_span_t channel, event, data;
+  bool has_channel, has_event, has_data;
+} api_pub_fields_t;
+
+static int api__pub_member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
+  api_pub_fields_t *f = ctx;
+  if (key.len == 7 && memcmp(key.p, "channel", 7) == 0) f->channel = value, f->has_channel = true;
+  else if (key.len == 5 && memcmp(key.p, "event", 5) == 0) f->event = value, f->has_event = true;
+  else if (key.len == 4 && memcmp(key.p, "data", 4) == 0) f->data = value, f->has_data = true;
+  return 0;
+}
+
+static void api__publish_json(net_request_t *req) {
+  net_conn_t *c = req->conn;
+  api_pub_fields_t f = {0};
+  int rc = tt_json_object_scan(req->body, req->body_len, api__pub_member, &f);
+  if (rc != 0) {
+    net_respond_error(c, 400, "BAD_JSON",
+                      rc == -ENOTSUP ? "body must be a JSON object" : "body is not valid JSON");
+    return;
+  }
+  if (!f.has_channel || !f.has_data) {
+    net_respond_error(c, 400, "MISSING_FIELD", f.has_channel ? "field 'data' is required" : "field 'channel' is required");
+    return;
+  }
+  tt_str_t ch = {0}, ev = {0};
+  const char *why;
+  if (tt_json_string_decode(f.channel, &ch) != 0 || hub_channel_check(ch.data, ch.len, &why) != 0) {
+    net_respond_error(c, 400, "BAD_CHANNEL", "channel must be 1-255 bytes of [A-Za-z0-9_.:/-]");
+  } else if (f.has_event && (tt_json_string_decode(f.event, &ev) != 0 || hub_event_check(ev.data, ev.len, &why) != 0)) {
+    net_respond_error(c, 400, "BAD_EVENT", "event must be 1-64 bytes of [A-Za-z0-9_.:-]");
+  } else {
+    api__publish(req, ch.data, ch.len, f.has_event ? ev.data : "message", f.has_event ? ev.len : 7, f.data.p,
+                 f.data.len);
+  }
+  tt_str_free(&ch);
+  tt_str_free(&ev);
+}
+
+static void api__publish_raw(net_request_t *req, const char *raw, size_t raw_len) {
+  net_conn_t *c = req->conn;
+  char channel[HUB_CHANNEL_MAX * 3 + 1];
+  size_t clen;
+  if (api__channel(c, raw, raw_len, channel, &clen) != 0) return;
+  char event[HUB_EVENT_MAX * 3 + 1] = "message";
+  size_t elen = 7;
+  const char *q = req->query, *k, *v;
+  size_t ql = req->query_len, kl, vl;
+  while (q != NULL && http_query_next(&q, &ql, &k, &kl, &v, &vl)) {
+    if (kl == 5 && memcmp(k, "event", 5) == 0) {
+      const char *why;
+      ssize_t dl = vl <= HUB_EVENT_MAX * 3 ? http_url_decode(v, vl, event, true) : -1;
+      if (dl < 0 || hub_event_check(event, (size_t)dl, &why) != 0) {
+        net_respond_error(c, 400, "BAD_EVENT", "event must be 1-64 bytes of [A-Za-z0-9_.:-]");
+        return;
+      }
+      elen = (size_t)dl;
+    }
+  }
+  /* The data is the body without surrounding whitespace, as one JSON value. */
+  const char *d = req->body;
+  size_t dl = req->body_len;
+  while (dl > 0 && (*d == ' ' || *d == '\t' || *d == '\r' || *d == '\n')) d++, dl--;
+  while (dl > 0 && (d[dl - 1] == ' ' || d[dl - 1] == '\t' || d[dl - 1] == '\r' || d[dl - 1] == '\n')) dl--;
+  if (tt_json_validate(d, dl) != 0) {
+    net_respond_error(c, 400, "BAD_JSON", "body must be one valid JSON value");
+    return;
+  }
+  api__publish(req, channel, clen, event, elen, d, dl);
+}
+
+typedef struct api_pub_req_s {
+  net_conn_t *conn;
+  size_t channel_len;
+  char channel[];
+} api_pub_req_t;
+
+static void api__published(void *ctx, int status, const engine_pos_t *pos) {
+  api_pub_req_t *r = ctx;
+  net_conn_t *c = r->conn;
+  if (!net_conn_is_closing(c)) {
+    if (status != 0) {
+      net_respond_error(c, 503, "ENGINE_UNAVAILABLE", "the engine could not accept the message");
+    } else {
+      tt_str_t b = {0};
+      tt_str_appends(&b, "{\"channel\":\"");
+      tt_str_append(&b, r->channel, r->channel_len); /* the name rule needs no escaping */
+      tt_str_appendf(&b, "\",\"epoch\":\"%s\",\"offset\":%" PRIu64 ",\"id\":\"%s:%" PRIu64 "\"}", pos->epoch,
+                     pos->offset, pos->epoch, pos->offset);
+      api__json(c, 200, &b);
+      tt_str_free(&b);
+    }
+  }
+  net_conn_unref(c);
+  free(r);
+}
+
+static void api__publish(net_request_t *req, const char *channel, size_t clen, const char *event, size_t elen,
+                         const char *data, size_t dlen) {
+  api_pub_req_t *r = tt_malloc(sizeof(*r) + clen + 1);
+  r->conn = req->conn;
+  r->channel_len = clen;
+  memcpy(r->channel, channel, clen);
+  net_conn_ref(req->conn);
+  net_request_defer(req);
+  hub_publish(api.hub, &net_conn_worker(req->conn)->loop, channel, clen, event, elen, data, dlen, api__published, r);
+}
+
+/* ================================================================ health */
+
+static void api__health(net_conn_t *c) {
+  obs_gauges_t g;
+  tt_str_t b = {0};
+  engine_t *e = hub_engine(api.hub);
+  g.engine = e->vt->name;
+  tt_str_appendf(&b,
+                 "{\"status\":\"%s\",\"version\":\"%s\",\"uptime_s\":%.3f,\"workers\":%d,\"engine\":\"%s\","
+                 "\"connections\":{\"total\":%" PRIu64 ",\"sse\":%" PRIu64 "},\"channels\":%zu,"
+                 "\"subscriptions\":%" PRIu64 ",\"messages\":{\"published\":%" PRIu64 ",\"delivered\":%" PRIu64
+                 "},\"slow_consumers_dropped\":%" PRIu64 ",\"rss_bytes\":%" PRIu64 "}",
+                 net_server_draining(api.server) ? "draining" : "ok", TUTTI_VERSION,
+                 (double)(tt_now_ms() - api.started_ms) / 1000.0, api.workers, g.engine,
+                 net_server_connections(api.server), obs_get(OBS_SSE_OPENED) - obs_get(OBS_SSE_CLOSED),
+                 e->vt->channel_count(e), hub_subscriptions(api.hub), obs_get(OBS_PUBLISHED), obs_get(OBS_DELIVERED),
+                 obs_get(OBS_SLOW_CONSUMERS), obs_rss_bytes());
+  api__json(c, net_server_draining(api.server) ? 503 : 200, &b);
+  tt_str_free(&b);
+}
+
+typedef struct api_info_req_s {
+  net_conn_t *conn;
+  size_t channel_len;
+  char channel[];
+} api_info_req_t;
+
+static void api__on_info(void *ctx, const engine_channel_info_t *info) {
+  api_info_req_t *r = ctx;
+  net_conn_t *c = r->conn;
+  if (!net_conn_is_closing(c)) {
+    tt_str_t b = {0};
+    tt_str_appends(&b, "{\"channel\":\"");
+    tt_str_append(&b, r->channel, r->channel_len);
+    tt_str_appendf(&b,
+                   "\",\"exists\":%s,\"subscribers\":%" PRIu64 ",\"epoch\":\"%s\",\"last_offset\":%" PRIu64
+                   ",\"history_size\":%zu}",
+                   info->exists ? "true" : "false", hub_channel_subscribers(api.hub, r->channel, r->channel_len),
+                   info->top.epoch, info->top.offset, info->history_size);
+    api__json(c, info->status == 0 ? 200 : 503, &b);
+    tt_str_free(&b);
+  }
+  net_conn_unref(c);
+  free(r);
+}
+
+static void api__channel_health(net_request_t *req, const char *raw, size_t len) {
+  char channel[HUB_CHANNEL_MAX * 3 + 1];
+  size_t clen;
+  if (api__channel(req->conn, raw, len, channel, &clen) != 0) return;
+  api_info_req_t *r = tt_malloc(sizeof(*r) + clen + 1);
+  r->conn = req->conn;
+  r->channel_len = clen;
+  memcpy(r->channel, channel, clen);
+  net_conn_ref(req->conn);
+  net_request_defer(req);
+  engine_t *e = hub_engine(api.hub);
+  e->vt->info(e, &net_conn_worker(req->conn)->loop, channel, clen, api__on_info, r);
+}
+
+static void api__metrics(net_conn_t *c) {
+  engine_t *e = hub_engine(api.hub);
+  obs_gauges_t g = {
+      .connections = net_server_connections(api.server),
+      .channels = e->vt->channel_count(e),
+      .subscriptions = hub_subscriptions(api.hub),
+      .workers = api.workers,
+      .uptime_s = (double)(tt_now_ms() - api.started_ms) / 1000.0,
+      .rss_bytes = obs_rss_bytes(),
+      .engine = e->vt->name,
+  };
+  tt_str_t b = {0};
+  obs_render_prometheus(&b, &g);
+  net_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, "Cache-Control: no-store\r\n");
+  tt_str_free(&b);
+}
+
+/* ================================================================ router */
+
+void api_handle(net_request_t *req) {
+  net_conn_t *c = req->conn;
+  const char *rest;
+  size_t rl;
+  bool get = api__method(req, "GET") || api__method(req, "HEAD");
+  bool post = api__method(req, "POST");
+  obs_inc(OBS_HTTP_REQUESTS);
+
+  if (api__prefix(req, "/sse/", &rest, &rl) || api__prefix(req, "/stream/", &rest, &rl)) {
+    if (!api__method(req, "GET")) {
+      api__not_allowed(c, "GET");
+    } else {
+      sse_open(req, rest, rl);
+    }
+  } else if (api__is(req, "/sse")) {
+    if (!api__method(req, "GET")) api__not_allowed(c, "GET");
+    else sse_open(req, NULL, 0);
+  } else if (api__is(req, "/api/publish")) {
+    if (!post) api__not_allowed(c, "POST");
+    else if (!api__authorized(req)) net_respond_error(c, 401, "UNAUTHORIZED", "publishing needs Authorization: Bearer KEY");
+    else api__publish_json(req);
+  } else if (api__prefix(req, "/api/channels/", &rest, &rl) && rl > 8 &&
+             memcmp(rest + rl - 8, "/publish", 8) == 0) {
+    if (!post) api__not_allowed(c, "POST");
+    else if (!api__authorized(req)) net_respond_error(c, 401, "UNAUTHORIZED", "publishing needs Authorization: Bearer KEY");
+    else api__publish_raw(req, rest, rl - 8);
+  } else if (api__is(req, "/health")) {
+    if (!get) api__not_allowed(c, "GET, HEAD");
+    else api__health(c);
+  } else if (api__prefix(req, "/health/channel/", &rest, &rl) || api__prefix(req, "/health/repo/", &rest, &rl)) {
+    if (!get) api__not_allowed(c, "GET, HEAD");
+    else api__channel_health(req, rest, rl);
+  } else if (api__is(req, "/metrics")) {
+    if (!get) api__not_allowed(c, "GET, HEAD");
+    else api__metrics(c);
+  } else if (api__prefix(req, "/api/", &rest, &rl) || api__is(req, "/api")) {
+    net_respond_error(c, 404, "NOT_FOUND", "no such route or file");
+  } else if (get) {
+    net_static_serve(req);
+  } else if (api__method(req, "OPTIONS")) {
+    net_respond(c, 204, NULL, NULL, 0, "Allow: GET, HEAD, POST, OPTIONS\r\n");
+  } else {
+    api__not_allowed(c, "GET, HEAD");
+  }
+}

@@ -1,0 +1,94 @@
+/*
+ * engine: where channels, offsets and history live. One interface, several
+ * implementations (memory now; Redis later), all asynchronous: every call
+ * that answers does so through a callback, which an implementation may run
+ * before the call returns (memory) or later on the caller's loop (Redis).
+ */
+#ifndef TUTTI_ENGINE_H
+#define TUTTI_ENGINE_H
+
+#include <uv.h>
+
+#include "../core/core.h"
+
+/* A position in a channel: the epoch and the offset of a message in it
+ * (0: before the first message). An empty epoch in a position asked for
+ * means the channel's current one. */
+typedef struct engine_pos_s {
+  char epoch[TT_EPOCH_MAX + 1];
+  uint64_t offset;
+} engine_pos_t;
+
+/* Outcome of a history read. */
+typedef enum {
+  ENGINE_FRESH,            /* no position asked for */
+  ENGINE_RECOVERED,        /* every message after the asked position follows */
+  ENGINE_HISTORY_EXPIRED,  /* some were dropped; what is held follows */
+  ENGINE_EPOCH_CHANGED,    /* the asked epoch is gone; what is held follows */
+  ENGINE_BAD_POSITION,     /* the asked offset is ahead of the channel */
+} engine_recovery_t;
+
+typedef struct engine_history_s {
+  int status;                   /* 0 or a negative errno (engine unavailable) */
+  engine_recovery_t recovery;
+  engine_pos_t top;             /* epoch and last offset right now */
+  uint64_t oldest;              /* oldest offset held (top.offset + 1 when none) */
+  tt_msg_t *const *msgs;        /* in offset order; borrowed for the callback */
+  size_t count;
+} engine_history_t;
+
+typedef struct engine_channel_info_s {
+  int status;        /* 0 or a negative errno */
+  bool exists;
+  engine_pos_t top;
+  size_t history_size;
+} engine_channel_info_t;
+
+typedef void (*engine_publish_cb)(void *ctx, int status, const engine_pos_t *pos);
+typedef void (*engine_history_cb)(void *ctx, const engine_history_t *history);
+typedef void (*engine_info_cb)(void *ctx, const engine_channel_info_t *info);
+
+/*
+ * Where an engine hands every accepted message, once, in offset order per
+ * channel. Called from any thread, possibly with engine locks held: it must
+ * not call back into the engine. It borrows `msg`; it refs what it keeps.
+ */
+typedef struct engine_sink_s {
+  void (*on_message)(void *data, tt_msg_t *msg);
+  void *data;
+} engine_sink_t;
+
+typedef struct engine_s engine_t;
+
+typedef struct engine_vt_s {
+  const char *name;
+  /* Publishes `data` as event `event` on `channel`. cb gets the new position. */
+  void (*publish)(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, const char *event, size_t elen,
+                  const char *data, size_t dlen, engine_publish_cb cb, void *ctx);
+  /* Reads the channel's position and, with `since` (NULL: none), what follows it. */
+  void (*history)(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, const engine_pos_t *since,
+                  engine_history_cb cb, void *ctx);
+  void (*info)(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, engine_info_cb cb, void *ctx);
+  /* The node has its first local subscriber to `channel` / has lost its last.
+   * A watched channel is never forgotten. */
+  void (*watch)(engine_t *e, const char *channel, size_t clen);
+  void (*unwatch)(engine_t *e, const char *channel, size_t clen);
+  size_t (*channel_count)(engine_t *e);
+  /* Drops expired history and forgotten channels; called about once a second. */
+  void (*sweep)(engine_t *e, uint64_t now_ms);
+  void (*destroy)(engine_t *e);
+} engine_vt_t;
+
+struct engine_s {
+  const engine_vt_t *vt;
+  engine_sink_t sink;
+};
+
+typedef struct engine_options_s {
+  size_t history_size;
+  uint64_t history_ttl_ms;
+} engine_options_t;
+
+engine_t *engine_memory_new(const engine_options_t *opts, const engine_sink_t *sink);
+
+#endif

@@ -1,0 +1,264 @@
+/*
+ * The memory engine: channels in one process. Channels are spread over
+ * shards, each a map under its own mutex; a channel keeps a ring of its last
+ * `history_size` messages. Publish assigns the offset, appends and hands the
+ * message to the sink all under the shard lock, so the sink sees each
+ * channel's messages in offset order.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine.h"
+
+#define MEM_SHARDS 64
+
+typedef struct mem_channel_s {
+  tt_map_entry_t entry;
+  char epoch[TT_EPOCH_MAX + 1];
+  uint64_t last_offset;
+  unsigned watchers;
+  uint64_t last_used_ms; /* last publish, read or unwatch */
+  tt_msg_t **ring;     /* capacity history_size */
+  size_t head;         /* index of the oldest */
+  size_t count;
+  char name[];
+} mem_channel_t;
+
+typedef struct mem_shard_s {
+  pthread_mutex_t lock;
+  tt_map_t channels;
+} mem_shard_t;
+
+typedef struct mem_engine_s {
+  engine_t base;
+  engine_options_t opts;
+  mem_shard_t shards[MEM_SHARDS];
+  atomic_size_t channel_count;
+} mem_engine_t;
+
+/* ================================================================ channels */
+
+static mem_shard_t *mem__shard(mem_engine_t *me, uint64_t hash) { return &me->shards[(hash >> 32) % MEM_SHARDS]; }
+
+static mem_channel_t *mem__get(mem_engine_t *me, mem_shard_t *sh, const char *name, size_t len, uint64_t hash,
+                               bool create) {
+  tt_map_entry_t *e = tt_map_get(&sh->channels, name, len, hash);
+  if (e != NULL) return tt_container_of(e, mem_channel_t, entry);
+  if (!create) return NULL;
+  mem_channel_t *ch = tt_calloc(1, sizeof(*ch) + len + 1);
+  memcpy(ch->name, name, len);
+  ch->entry.key = ch->name;
+  ch->entry.key_len = len;
+  ch->entry.hash = hash;
+  tt_random_token(ch->epoch, TT_EPOCH_LEN);
+  ch->ring = me->opts.history_size ? tt_calloc(me->opts.history_size, sizeof(*ch->ring)) : NULL;
+  tt_map_put(&sh->channels, &ch->entry);
+  atomic_fetch_add(&me->channel_count, 1);
+  return ch;
+}
+
+static void mem__drop_oldest(mem_engine_t *me, mem_channel_t *ch) {
+  tt_msg_unref(ch->ring[ch->head]);
+  ch->ring[ch->head] = NULL;
+  ch->head = (ch->head + 1) % me->opts.history_size;
+  ch->count--;
+}
+
+static void mem__expire(mem_engine_t *me, mem_channel_t *ch, uint64_t now_ms) {
+  while (ch->count > 0 && ch->ring[ch->head]->time_ms + me->opts.history_ttl_ms <= now_ms) mem__drop_oldest(me, ch);
+}
+
+static void mem__forget(mem_engine_t *me, mem_shard_t *sh, mem_channel_t *ch) {
+  while (ch->count > 0) mem__drop_oldest(me, ch);
+  tt_map_remove(&sh->channels, &ch->entry);
+  atomic_fetch_sub(&me->channel_count, 1);
+  free(ch->ring);
+  free(ch);
+}
+
+/* ================================================================ operations */
+
+static void mem_publish(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, const char *event, size_t elen,
+                        const char *data, size_t dlen, engine_publish_cb cb, void *ctx) {
+  (void)loop;
+  mem_engine_t *me = (mem_engine_t *)e;
+  uint64_t hash = tt_hash(channel, clen);
+  mem_shard_t *sh = mem__shard(me, hash);
+  engine_pos_t pos;
+
+  pthread_mutex_lock(&sh->lock);
+  mem_channel_t *ch = mem__get(me, sh, channel, clen, hash, true);
+  ch->last_used_ms = tt_now_ms();
+  tt_msg_t *msg = tt_msg_new(channel, clen, event, elen, data, dlen, ch->epoch, ++ch->last_offset);
+  if (me->opts.history_size > 0) {
+    mem__expire(me, ch, msg->time_ms);
+    if (ch->count == me->opts.history_size) mem__drop_oldest(me, ch);
+    ch->ring[(ch->head + ch->count) % me->opts.history_size] = tt_msg_ref(msg);
+    ch->count++;
+  }
+  e->sink.on_message(e->sink.data, msg);
+  memcpy(pos.epoch, ch->epoch, sizeof(pos.epoch));
+  pos.offset = msg->offset;
+  pthread_mutex_unlock(&sh->lock);
+
+  tt_msg_unref(msg);
+  cb(ctx, 0, &pos);
+}
+
+static void mem_history(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, const engine_pos_t *since,
+                        engine_history_cb cb, void *ctx) {
+  (void)loop;
+  mem_engine_t *me = (mem_engine_t *)e;
+  uint64_t hash = tt_hash(channel, clen);
+  mem_shard_t *sh = mem__shard(me, hash);
+  engine_history_t h = {.recovery = since ? ENGINE_RECOVERED : ENGINE_FRESH};
+  tt_msg_t *small[16];
+  tt_msg_t **msgs = small;
+
+  pthread_mutex_lock(&sh->lock);
+  /* Created on read so that its epoch exists from now on: a client that
+   * connects to an idle channel can still recover what comes next. */
+  mem_channel_t *ch = mem__get(me, sh, channel, clen, hash, true);
+  ch->last_used_ms = tt_now_ms();
+  mem__expire(me, ch, ch->last_used_ms);
+  memcpy(h.top.epoch, ch->epoch, sizeof(h.top.epoch));
+  h.top.offset = ch->last_offset;
+  h.oldest = ch->count ? ch->ring[ch->head]->offset : ch->last_offset + 1;
+  if (since != NULL) {
+    uint64_t from = 0; /* first offset to send */
+    if (since->epoch[0] != '\0' && strcmp(since->epoch, ch->epoch) != 0) {
+      h.recovery = ENGINE_EPOCH_CHANGED;
+      from = h.oldest;
+    } else if (since->offset > ch->last_offset) {
+      h.recovery = ENGINE_BAD_POSITION;
+      from = h.oldest;
+    } else if (since->offset + 1 < h.oldest) {
+      h.recovery = ENGINE_HISTORY_EXPIRED;
+      from = h.oldest;
+    } else {
+      from = since->offset + 1;
+    }
+    size_t skip = (size_t)(from - h.oldest);
+    size_t n = ch->count > skip ? ch->count - skip : 0;
+    if (n > TT_ARRAY_SIZE(small)) msgs = tt_malloc(n * sizeof(*msgs));
+    for (size_t i = 0; i < n; i++)
+      msgs[i] = tt_msg_ref(ch->ring[(ch->head + skip + i) % me->opts.history_size]);
+    h.count = n;
+  }
+  pthread_mutex_unlock(&sh->lock);
+
+  h.msgs = msgs;
+  cb(ctx, &h);
+  for (size_t i = 0; i < h.count; i++) tt_msg_unref(msgs[i]);
+  if (msgs != small) free(msgs);
+}
+
+static void mem_info(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, engine_info_cb cb, void *ctx) {
+  (void)loop;
+  mem_engine_t *me = (mem_engine_t *)e;
+  uint64_t hash = tt_hash(channel, clen);
+  mem_shard_t *sh = mem__shard(me, hash);
+  engine_channel_info_t info = {0};
+
+  pthread_mutex_lock(&sh->lock);
+  mem_channel_t *ch = mem__get(me, sh, channel, clen, hash, false);
+  if (ch != NULL) {
+    mem__expire(me, ch, tt_now_ms());
+    info.exists = true;
+    memcpy(info.top.epoch, ch->epoch, sizeof(info.top.epoch));
+    info.top.offset = ch->last_offset;
+    info.history_size = ch->count;
+  }
+  pthread_mutex_unlock(&sh->lock);
+  cb(ctx, &info);
+}
+
+static void mem_watch(engine_t *e, const char *channel, size_t clen) {
+  mem_engine_t *me = (mem_engine_t *)e;
+  uint64_t hash = tt_hash(channel, clen);
+  mem_shard_t *sh = mem__shard(me, hash);
+  pthread_mutex_lock(&sh->lock);
+  mem__get(me, sh, channel, clen, hash, true)->watchers++;
+  pthread_mutex_unlock(&sh->lock);
+}
+
+static void mem_unwatch(engine_t *e, const char *channel, size_t clen) {
+  mem_engine_t *me = (mem_engine_t *)e;
+  uint64_t hash = tt_hash(channel, clen);
+  mem_shard_t *sh = mem__shard(me, hash);
+  pthread_mutex_lock(&sh->lock);
+  mem_channel_t *ch = mem__get(me, sh, channel, clen, hash, false);
+  if (ch != NULL && ch->watchers > 0) {
+    ch->watchers--;
+    ch->last_used_ms = tt_now_ms();
+  }
+  pthread_mutex_unlock(&sh->lock);
+}
+
+static size_t mem_channel_count(engine_t *e) { return atomic_load(&((mem_engine_t *)e)->channel_count); }
+
+/* A channel is forgotten once nobody watches it, its history is empty and it
+ * has not been used for one TTL, so that a client that reconnects within the
+ * TTL still finds the same epoch. */
+static void mem_sweep(engine_t *e, uint64_t now_ms) {
+  mem_engine_t *me = (mem_engine_t *)e;
+  for (size_t s = 0; s < MEM_SHARDS; s++) {
+    mem_shard_t *sh = &me->shards[s];
+    pthread_mutex_lock(&sh->lock);
+    for (size_t b = 0; b <= sh->channels.mask; b++) {
+      tt_map_entry_t *ent = sh->channels.buckets[b], *next;
+      for (; ent != NULL; ent = next) {
+        next = ent->next;
+        mem_channel_t *ch = tt_container_of(ent, mem_channel_t, entry);
+        mem__expire(me, ch, now_ms);
+        if (ch->watchers == 0 && ch->count == 0 && ch->last_used_ms + me->opts.history_ttl_ms <= now_ms)
+          mem__forget(me, sh, ch);
+      }
+    }
+    pthread_mutex_unlock(&sh->lock);
+  }
+}
+
+static void mem_destroy(engine_t *e) {
+  mem_engine_t *me = (mem_engine_t *)e;
+  for (size_t s = 0; s < MEM_SHARDS; s++) {
+    mem_shard_t *sh = &me->shards[s];
+    for (size_t b = 0; b <= sh->channels.mask; b++) {
+      tt_map_entry_t *ent = sh->channels.buckets[b], *next;
+      for (; ent != NULL; ent = next) {
+        next = ent->next;
+        mem__forget(me, sh, tt_container_of(ent, mem_channel_t, entry));
+      }
+    }
+    tt_map_free(&sh->channels);
+    pthread_mutex_destroy(&sh->lock);
+  }
+  free(me);
+}
+
+static const engine_vt_t engine_memory_vt = {
+    .name = "memory",
+    .publish = mem_publish,
+    .history = mem_history,
+    .info = mem_info,
+    .watch = mem_watch,
+    .unwatch = mem_unwatch,
+    .channel_count = mem_channel_count,
+    .sweep = mem_sweep,
+    .destroy = mem_destroy,
+};
+
+engine_t *engine_memory_new(const engine_options_t *opts, const engine_sink_t *sink) {
+  mem_engine_t *me = tt_calloc(1, sizeof(*me));
+  me->base.vt = &engine_memory_vt;
+  me->base.sink = *sink;
+  me->opts = *opts;
+  atomic_init(&me->channel_count, 0);
+  for (size_t s = 0; s < MEM_SHARDS; s++) {
+    pthread_mutex_init(&me->shards[s].lock, NULL);
+    tt_map_init(&me->shards[s].channels);
+  }
+  return &me->base;
+}

@@ -1,0 +1,139 @@
+/*
+ * tutti: command line, start-up and shutdown.
+ *
+ * The main thread owns a small loop for signals and the engine's sweep; the
+ * workers each run their own loop (net). Start: config -> hub -> engine ->
+ * net (binds) -> per-worker parts of hub and SSE -> worker threads. Stop
+ * (SIGTERM/SIGINT): net drains the workers, then everything is freed in
+ * reverse order.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "api/api.h"
+#include "core/core.h"
+#include "engine/engine.h"
+#include "hub/hub.h"
+#include "net/net.h"
+#include "obs/obs.h"
+#include "transport/transport.h"
+
+typedef struct tutti_s {
+  tt_config_t cfg;
+  hub_t *hub;
+  engine_t *engine;
+  net_server_t *server;
+  uv_loop_t loop;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t sweep;
+} tutti_t;
+
+static void on_signal(uv_signal_t *s, int signum) {
+  tutti_t *t = s->data;
+  tt_log(TT_LOG_INFO, "server.stopping", "signal received: draining", "\"signal\":%d,\"drain_timeout_s\":%g", signum,
+         t->cfg.drain_timeout);
+  net_server_shutdown(t->server);
+  uv_close((uv_handle_t *)&t->sigterm, NULL);
+  uv_close((uv_handle_t *)&t->sigint, NULL);
+  uv_close((uv_handle_t *)&t->sweep, NULL);
+}
+
+static void on_sweep(uv_timer_t *timer) {
+  tutti_t *t = timer->data;
+  t->engine->vt->sweep(t->engine, tt_now_ms());
+}
+
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int main(int argc, char **argv) {
+  static tutti_t t;
+  int rc = tt_config_load(&t.cfg, argc, argv);
+  if (rc == 1) return 0;
+  if (rc != 0) return 2;
+  signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit();
+  uint64_t started = tt_now_ms();
+
+  t.hub = hub_new(&(hub_options_t){.workers = t.cfg.workers});
+  engine_sink_t sink = hub_engine_sink(t.hub);
+  t.engine = engine_memory_new(&(engine_options_t){.history_size = (size_t)t.cfg.history_size,
+                                                   .history_ttl_ms = (uint64_t)(t.cfg.history_ttl * 1000)},
+                               &sink);
+  hub_set_engine(t.hub, t.engine);
+  sse_init(t.hub,
+           &(sse_options_t){.heartbeat_interval = t.cfg.heartbeat_interval,
+                            .retry_ms = t.cfg.sse_retry,
+                            .max_channels = t.cfg.max_channels_per_stream},
+           t.cfg.workers);
+  api_init(&(api_options_t){.hub = t.hub, .api_key = t.cfg.api_key, .workers = t.cfg.workers, .started_ms = started});
+
+  net_options_t nopts = {
+      .host = t.cfg.host,
+      .port = t.cfg.port,
+      .workers = t.cfg.workers,
+      .max_connections = t.cfg.max_connections,
+      .max_body = t.cfg.max_body,
+      .max_queue = t.cfg.max_queue,
+      .header_timeout = t.cfg.header_timeout,
+      .stale_timeout = t.cfg.stale_timeout,
+      .drain_timeout = t.cfg.drain_timeout,
+      .cors_origins = t.cfg.cors_origins,
+      .web_root = t.cfg.web_root,
+      .on_request = api_handle,
+  };
+  rc = net_server_new(&nopts, &t.server);
+  if (rc != 0) {
+    tt_log(TT_LOG_ERROR, "server.listen_failed", uv_strerror(rc), "\"host\":\"%s\",\"port\":%d", t.cfg.host,
+           t.cfg.port);
+    fprintf(stderr, "tutti: cannot listen on %s:%d: %s\n", t.cfg.host, t.cfg.port, uv_strerror(rc));
+    rc = 1;
+    goto out_engine;
+  }
+  api_set_server(t.server);
+  for (int i = 0; i < t.cfg.workers; i++) {
+    uv_loop_t *loop = &net_server_worker(t.server, i)->loop;
+    hub_worker_init(t.hub, i, loop);
+    sse_worker_init(i, loop);
+  }
+
+  uv_loop_init(&t.loop);
+  uv_signal_init(&t.loop, &t.sigterm);
+  uv_signal_init(&t.loop, &t.sigint);
+  t.sigterm.data = t.sigint.data = &t;
+  uv_signal_start(&t.sigterm, on_signal, SIGTERM);
+  uv_signal_start(&t.sigint, on_signal, SIGINT);
+  uv_timer_init(&t.loop, &t.sweep);
+  t.sweep.data = &t;
+  uv_timer_start(&t.sweep, on_sweep, 1000, 1000);
+
+  if ((rc = net_server_start(t.server)) != 0) {
+    fprintf(stderr, "tutti: cannot start worker threads: %s\n", uv_strerror(rc));
+    return 1;
+  }
+  tt_log(TT_LOG_INFO, "server.listening", "tutti is ready",
+         "\"host\":\"%s\",\"port\":%d,\"workers\":%d,\"engine\":\"%s\",\"version\":\"%s\"", t.cfg.host,
+         net_server_port(t.server), t.cfg.workers, t.engine->vt->name, TUTTI_VERSION);
+
+  uv_run(&t.loop, UV_RUN_DEFAULT);
+  net_server_wait(t.server);
+  uv_loop_close(&t.loop);
+  tt_log(TT_LOG_INFO, "server.stopped", "all workers stopped", NULL);
+  rc = 0;
+
+  net_server_free(t.server);
+out_engine:
+  sse_free();
+  hub_free(t.hub);
+  t.engine->vt->destroy(t.engine);
+  tt_config_free(&t.cfg);
+  return rc;
+}
