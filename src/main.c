@@ -74,7 +74,8 @@ int main(int argc, char **argv) {
                             .retry_ms = t.cfg.sse_retry,
                             .max_channels = t.cfg.max_channels_per_stream},
            t.cfg.workers);
-  api_init(&(api_options_t){.hub = t.hub, .api_key = t.cfg.api_key, .workers = t.cfg.workers, .started_ms = started});
+  api_init(&(api_options_t){.hub = t.hub, .api_key = t.cfg.api_key, .workers = t.cfg.workers, .started_ms = started,
+                            .metrics_buoy_names = t.cfg.metrics_buoy_names != 0});
 
   net_options_t nopts = {
       .host = t.cfg.host,

@@ -253,6 +253,7 @@ static void api__metrics(net_conn_t *c) {
       .uptime_s = (double)(tt_now_ms() - api.started_ms) / 1000.0,
       .rss_bytes = obs_rss_bytes(),
       .engine = e->vt->name,
+      .buoy_names = api.metrics_buoy_names,
   };
   tt_str_t b = {0};
   obs_render_prometheus(&b, &g);

@@ -14,6 +14,7 @@ typedef struct api_options_s {
   const char *api_key;       /* NULL: no key needed */
   int workers;
   uint64_t started_ms;
+  bool metrics_buoy_names;
 } api_options_t;
 
 void api_init(const api_options_t *opts);

@@ -53,6 +53,8 @@ static const tt_setting_t tt__settings[] = {
     {"max_channels_per_stream", TT_SET_INT, F(max_channels_per_stream), 1, 256, "16",
      "channels one SSE stream may subscribe to"},
     {"max_connections", TT_SET_INT, F(max_connections), 1, 10000000, "100000", "open connections per server"},
+    {"metrics_buoy_names", TT_SET_INT, F(metrics_buoy_names), 0, 1, "1",
+     "1: /metrics also has sse_connections_total and sse_broadcast_latency_ms (which promtool's lint flags)"},
     {"max_body", TT_SET_I64, F(max_body), 0, 1073741824, "1048576", "largest request body, bytes"},
     {"max_queue", TT_SET_I64, F(max_queue), 1024, 1073741824, "4194304",
      "largest output queue per connection, bytes; a slower client is dropped"},

@@ -120,6 +120,7 @@ typedef struct tt_config_s {
   int sse_retry;              /* ms */
   int max_channels_per_stream;
   int max_connections;
+  int metrics_buoy_names;     /* 1: expose the buoy service's metric names too */
   int64_t max_body;           /* bytes */
   int64_t max_queue;          /* bytes per connection */
 } tt_config_t;

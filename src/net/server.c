@@ -732,7 +732,9 @@ void net_server_wait(net_server_t *s) {
 
 /* ================================================================ setup */
 
-static int net__listen_socket(const char *host, int port, int *out_fd) {
+/* With SO_REUSEPORT a second server on the same port would silently share
+ * it; a plain bind first tells whether the port is free. */
+static int net__listen_socket(const char *host, int port, bool reuseport, int *out_fd) {
   struct sockaddr_storage ss;
   socklen_t slen;
   struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
@@ -749,8 +751,8 @@ static int net__listen_socket(const char *host, int port, int *out_fd) {
   if (fd < 0) return -errno;
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-      bind(fd, (struct sockaddr *)&ss, slen) != 0 || listen(fd, 4096) != 0) {
+  if ((reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+      bind(fd, (struct sockaddr *)&ss, slen) != 0 || (reuseport && listen(fd, 4096) != 0)) {
     int err = -errno;
     close(fd);
     return err;
@@ -789,6 +791,11 @@ int net_server_new(const net_options_t *opts, net_server_t **out) {
 
   s->workers = tt_calloc((size_t)s->nworkers, sizeof(*s->workers));
   int port = opts->port;
+  if (port != 0) {
+    int probe;
+    if ((rc = net__listen_socket(opts->host, port, false, &probe)) != 0) goto fail;
+    close(probe);
+  }
   for (int i = 0; i < s->nworkers; i++) {
     net_worker_impl_t *w = tt_calloc(1, sizeof(*w));
     s->workers[i] = w;
@@ -798,7 +805,7 @@ int net_server_new(const net_options_t *opts, net_server_t **out) {
     tt_list_init(&w->pending);
     if ((rc = uv_loop_init(&w->pub.loop)) != 0) goto fail;
     int fd = -1;
-    if ((rc = net__listen_socket(opts->host, port, &fd)) != 0) goto fail;
+    if ((rc = net__listen_socket(opts->host, port, true, &fd)) != 0) goto fail;
     if (port == 0) {
       struct sockaddr_storage ss;
       socklen_t sl = sizeof(ss);

@@ -106,27 +106,35 @@ static void obs__gauge(tt_str_t *out, const char *name, const char *help, double
   tt_str_appendf(out, "%s %.17g\n", name, v);
 }
 
-static void obs__histogram(tt_str_t *out, obs_hist_t h) {
+/* Renders histogram `h` as `name`, its bounds and sum multiplied by `scale`
+ * (one store can be shown in two units). */
+static void obs__histogram(tt_str_t *out, obs_hist_t h, const char *name, const char *help, double scale) {
   const obs_hist_def_t *d = &obs_hists[h];
   uint64_t buckets[OBS_MAX_BUCKETS + 1];
   double sum;
   obs__hist_sum(h, buckets, &sum);
-  obs__metric(out, d->name, "histogram", d->help);
+  obs__metric(out, name, "histogram", help);
   uint64_t cum = 0;
   for (size_t i = 0; i < d->nbuckets; i++) {
     cum += buckets[i];
-    tt_str_appendf(out, "%s_bucket{le=\"%g\"} %llu\n", d->name, d->bounds[i], (unsigned long long)cum);
+    tt_str_appendf(out, "%s_bucket{le=\"%g\"} %llu\n", name, d->bounds[i] * scale, (unsigned long long)cum);
   }
   cum += buckets[d->nbuckets];
-  tt_str_appendf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.17g\n%s_count %llu\n", d->name,
-                 (unsigned long long)cum, d->name, sum, d->name, (unsigned long long)cum);
+  tt_str_appendf(out, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.17g\n%s_count %llu\n", name, (unsigned long long)cum,
+                 name, sum * scale, name, (unsigned long long)cum);
 }
 
 void obs_render_prometheus(tt_str_t *out, const obs_gauges_t *g) {
   uint64_t open_sse = obs_get(OBS_SSE_OPENED) - obs_get(OBS_SSE_CLOSED);
 
-  /* The buoy service's names. */
-  obs__gauge(out, "sse_connections_total", "Open SSE connections", (double)open_sse);
+  /* The buoy service's names. Two of them break Prometheus naming rules (a
+   * gauge named _total, a unit abbreviated as ms), so they can be turned off;
+   * tutti_sse_connections and tutti_broadcast_latency_seconds carry the same
+   * figures under clean names. */
+  if (g->buoy_names) {
+    obs__gauge(out, "sse_connections_total", "Open SSE connections", (double)open_sse);
+    obs__histogram(out, OBS_H_BROADCAST_LATENCY_MS, "sse_broadcast_latency_ms", obs_hists[OBS_H_BROADCAST_LATENCY_MS].help, 1);
+  }
   obs__metric(out, "sse_events_sent_total", "counter", "SSE events sent, by event type");
   static const struct {
     const char *type;
@@ -137,13 +145,15 @@ void obs_render_prometheus(tt_str_t *out, const obs_gauges_t *g) {
   for (size_t i = 0; i < TT_ARRAY_SIZE(evs); i++)
     tt_str_appendf(out, "sse_events_sent_total{event_type=\"%s\"} %llu\n", evs[i].type,
                    (unsigned long long)obs_get(evs[i].c));
-  obs__histogram(out, OBS_H_SSE_DURATION_S);
-  obs__histogram(out, OBS_H_BROADCAST_LATENCY_MS);
+  obs__histogram(out, OBS_H_SSE_DURATION_S, obs_hists[OBS_H_SSE_DURATION_S].name, obs_hists[OBS_H_SSE_DURATION_S].help, 1);
 
   /* tutti's own. */
   obs__metric(out, "tutti_info", "gauge", "Build and runtime information");
   tt_str_appendf(out, "tutti_info{version=\"%s\",engine=\"%s\"} 1\n", TUTTI_VERSION, g->engine);
   obs__gauge(out, "tutti_uptime_seconds", "Seconds since start", g->uptime_s);
+  obs__gauge(out, "tutti_sse_connections", "Open SSE connections", (double)open_sse);
+  obs__histogram(out, OBS_H_BROADCAST_LATENCY_MS, "tutti_broadcast_latency_seconds",
+                 "Time from a publish being accepted to its frame being queued on a worker", 0.001);
   obs__gauge(out, "tutti_workers", "Event-loop threads", g->workers);
   obs__gauge(out, "tutti_connections", "Open connections of every kind", (double)g->connections);
   obs__gauge(out, "tutti_channels", "Channels the engine holds", (double)g->channels);

@@ -48,6 +48,7 @@ typedef struct obs_gauges_s {
   double uptime_s;
   uint64_t rss_bytes;
   const char *engine;
+  bool buoy_names;      /* also expose sse_connections_total and sse_broadcast_latency_ms */
 } obs_gauges_t;
 
 /* Appends the Prometheus text exposition (format 0.0.4). */
