@@ -81,9 +81,16 @@ typedef struct api_pub_fields_s {
 
 static int api__pub_member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
   api_pub_fields_t *f = ctx;
-  if (key.len == 7 && memcmp(key.p, "channel", 7) == 0) f->channel = value, f->has_channel = true;
-  else if (key.len == 5 && memcmp(key.p, "event", 5) == 0) f->event = value, f->has_event = true;
-  else if (key.len == 4 && memcmp(key.p, "data", 4) == 0) f->data = value, f->has_data = true;
+  if (key.len == 7 && memcmp(key.p, "channel", 7) == 0) {
+    f->channel = value;
+    f->has_channel = true;
+  } else if (key.len == 5 && memcmp(key.p, "event", 5) == 0) {
+    f->event = value;
+    f->has_event = true;
+  } else if (key.len == 4 && memcmp(key.p, "data", 4) == 0) {
+    f->data = value;
+    f->has_data = true;
+  }
   return 0;
 }
 
@@ -137,7 +144,10 @@ static void api__publish_raw(net_request_t *req, const char *raw, size_t raw_len
   /* The data is the body without surrounding whitespace, as one JSON value. */
   const char *d = req->body;
   size_t dl = req->body_len;
-  while (dl > 0 && (*d == ' ' || *d == '\t' || *d == '\r' || *d == '\n')) d++, dl--;
+  while (dl > 0 && (*d == ' ' || *d == '\t' || *d == '\r' || *d == '\n')) {
+    d++;
+    dl--;
+  }
   while (dl > 0 && (d[dl - 1] == ' ' || d[dl - 1] == '\t' || d[dl - 1] == '\r' || d[dl - 1] == '\n')) dl--;
   if (tt_json_validate(d, dl) != 0) {
     net_respond_error(c, 400, "BAD_JSON", "body must be one valid JSON value");

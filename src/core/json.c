@@ -29,14 +29,21 @@ static int json__hex4(const char *p, const char *end, unsigned *out) {
 
 /* Length of the valid UTF-8 sequence at p, or 0. */
 static size_t json__utf8(const unsigned char *p, const unsigned char *end) {
+  static const struct {
+    unsigned char lo, hi, mask;
+    size_t n;
+  } leads[] = {{0xc2, 0xdf, 0x1f, 2}, {0xe0, 0xef, 0x0f, 3}, {0xf0, 0xf4, 0x07, 4}};
   unsigned char c = p[0];
-  size_t n;
-  uint32_t cp;
   if (c < 0x80) return 1;
-  if (c >= 0xc2 && c <= 0xdf) n = 2, cp = c & 0x1f;
-  else if (c >= 0xe0 && c <= 0xef) n = 3, cp = c & 0x0f;
-  else if (c >= 0xf0 && c <= 0xf4) n = 4, cp = c & 0x07;
-  else return 0;
+  size_t n = 0;
+  uint32_t cp = 0;
+  for (size_t i = 0; i < TT_ARRAY_SIZE(leads); i++) {
+    if (c >= leads[i].lo && c <= leads[i].hi) {
+      n = leads[i].n;
+      cp = c & leads[i].mask;
+    }
+  }
+  if (n == 0) return 0;
   if ((size_t)(end - p) < n) return 0;
   for (size_t i = 1; i < n; i++) {
     if ((p[i] & 0xc0) != 0x80) return 0;
@@ -193,14 +200,25 @@ int tt_json_object_scan(const char *buf, size_t len,
 static void json__put_utf8(tt_str_t *out, uint32_t cp) {
   char b[4];
   size_t n;
-  if (cp < 0x80) b[0] = (char)cp, n = 1;
-  else if (cp < 0x800) b[0] = (char)(0xc0 | (cp >> 6)), b[1] = (char)(0x80 | (cp & 0x3f)), n = 2;
-  else if (cp < 0x10000)
-    b[0] = (char)(0xe0 | (cp >> 12)), b[1] = (char)(0x80 | ((cp >> 6) & 0x3f)), b[2] = (char)(0x80 | (cp & 0x3f)),
+  if (cp < 0x80) {
+    b[0] = (char)cp;
+    n = 1;
+  } else if (cp < 0x800) {
+    b[0] = (char)(0xc0 | (cp >> 6));
+    b[1] = (char)(0x80 | (cp & 0x3f));
+    n = 2;
+  } else if (cp < 0x10000) {
+    b[0] = (char)(0xe0 | (cp >> 12));
+    b[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    b[2] = (char)(0x80 | (cp & 0x3f));
     n = 3;
-  else
-    b[0] = (char)(0xf0 | (cp >> 18)), b[1] = (char)(0x80 | ((cp >> 12) & 0x3f)),
-    b[2] = (char)(0x80 | ((cp >> 6) & 0x3f)), b[3] = (char)(0x80 | (cp & 0x3f)), n = 4;
+  } else {
+    b[0] = (char)(0xf0 | (cp >> 18));
+    b[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    b[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    b[3] = (char)(0x80 | (cp & 0x3f));
+    n = 4;
+  }
   tt_str_append(out, b, n);
 }
 

@@ -96,6 +96,4 @@ struct net_server_s {
   bool started;            /* worker threads have been created */
 };
 
-void net__static_init(void);
-
 #endif

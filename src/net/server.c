@@ -787,7 +787,6 @@ int net_server_new(const net_options_t *opts, net_server_t **out) {
       p = e;
     }
   }
-  net__static_init();
 
   s->workers = tt_calloc((size_t)s->nworkers, sizeof(*s->workers));
   int port = opts->port;

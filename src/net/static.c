@@ -32,8 +32,6 @@ typedef struct static_req_s {
 
 static const char *web_root;
 
-void net__static_init(void) {}
-
 static const struct {
   const char *ext;
   const char *type;
