@@ -28,7 +28,6 @@ void *tt_malloc(size_t n);
 void *tt_calloc(size_t count, size_t n);
 void *tt_realloc(void *p, size_t n);
 char *tt_strndup(const char *s, size_t n);
-#define tt_free free
 
 /* ================================================================ buffers */
 
