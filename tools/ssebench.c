@@ -1,0 +1,1709 @@
+/*
+ * ssebench: SSE fan-out load generator for tutti.
+ *
+ * One file, one thread, one epoll loop, libc only. It
+ *   1. opens N subscriber streams (GET /sse/{channel}) to a loopback server with
+ *      non-blocking connects, at most SSEB_CONNECT_INFLIGHT handshakes at a time, and
+ *      waits until every stream has received its `connected` event;
+ *   2. publishes M messages through keep-alive, pipelined
+ *      POST /api/channels/{channel}/publish requests on K publisher connections,
+ *      either at a fixed rate R/s or (R = 0) as fast as a window of W unsettled
+ *      messages allows;
+ *   3. parses every stream incrementally (chunked coding, events split across reads)
+ *      and records, per delivery, latency = receive time - send time carried in the
+ *      message, plus loss, duplicates and out-of-order per connection;
+ *   4. stops by itself (every expected delivery seen, or --timeout seconds after the
+ *      last publish, or no progress for --timeout seconds), prints a table and, with
+ *      --json, one JSON line.
+ *
+ * Message data is `{"seq":S,"t":T}` or, padded to --payload bytes,
+ * `{"seq":S,"t":T,"p":"xxxx"}`; T is CLOCK_MONOTONIC in ns taken just before the
+ * request is queued. Latency is therefore measured from the actual send, not from the
+ * scheduled one: a server that makes the publisher fall behind its rate shows up as a
+ * lower achieved rate, not as latency (no coordinated-omission correction).
+ *
+ * Server figures (--server-pid): VmRSS from /proc/PID/status before connecting, once
+ * every stream is connected and at the end; CPU time consumed between the first publish
+ * and the stop, summed over the server's threads from /proc/PID/task/TID/schedstat (ns),
+ * with utime + stime from /proc/PID/stat (clock ticks, 10 ms) printed beside it. On
+ * loopback the sender's syscalls also carry the receiver's TCP processing, so the CPU per
+ * delivery includes kernel work a real network would move to the clients' machines.
+ *
+ * Exit status: 0 when every expected delivery arrived with no duplicate, no
+ * out-of-order delivery and no id mismatch; 1 when the run completed but those figures
+ * are not clean; 2 on a usage or setup error (the table is still printed when the
+ * connect phase fails).
+ *
+ * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o ssebench ssebench.c
+ * Only loopback addresses (127.0.0.0/8) are accepted as targets.
+ */
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+/* ------------------------------------------------------------------------------------
+ * Limits and constants
+ * ---------------------------------------------------------------------------------- */
+
+#define SSEB_CONNECT_INFLIGHT 256 /* subscriber handshakes in progress at once */
+#ifndef SSEB_PORTS_PER_ADDR
+#define SSEB_PORTS_PER_ADDR 20000 /* subscribers per source address before spreading */
+#endif
+#define SSEB_MAX_SRC_ADDRS 254            /* 127.0.0.1 .. 127.0.0.254 */
+#define SSEB_HEAD_MAX (16 * 1024)         /* largest HTTP response head accepted */
+#define SSEB_LINE_SLACK (64 * 1024)       /* longest SSE line = payload + this */
+#define SSEB_EVENT_MAX 64                 /* longest event name kept (API.md: 1-64 bytes) */
+#define SSEB_READ_CHUNK (64 * 1024)       /* bytes read per readiness per socket */
+#define SSEB_MAX_EVENTS 1024              /* epoll_wait batch */
+#define SSEB_TICK_MS 50                   /* longest epoll sleep: deadline check granularity */
+#define SSEB_PUB_CONNECT_MS 5000          /* bound on one publisher connect */
+#define SSEB_SEEN_MAX ((uint64_t)4 << 30) /* bytes of per-connection seq bitmaps allowed */
+
+#define SSEB_TAG_SUB 1u
+#define SSEB_TAG_PUB 2u
+#define SSEB_TAG_TIMER 3u
+
+#define SSEB_NS 1000000000ull
+
+/* ------------------------------------------------------------------------------------
+ * Small utilities: time, fatal errors, growable buffers
+ * ---------------------------------------------------------------------------------- */
+
+/* Monotonic time in ns; the same clock the message timestamps use. */
+static uint64_t sseb_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * SSEB_NS + (uint64_t)ts.tv_nsec;
+}
+
+/* Prints "ssebench: msg" to stderr and exits with status 2 (setup error). */
+static void sseb_die(const char *fmt, ...) {
+  va_list ap;
+  fputs("ssebench: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  exit(2);
+}
+
+/* Allocation wrappers: abort with a message on out-of-memory, so call sites stay clean. */
+static void *sseb_xrealloc(void *p, size_t n) {
+  void *q = realloc(p, n ? n : 1);
+  if (q == NULL)
+    sseb_die("out of memory (%zu bytes)", n);
+  return q;
+}
+
+static void *sseb_xcalloc(size_t count, size_t size) {
+  void *p = calloc(count ? count : 1, size ? size : 1);
+  if (p == NULL)
+    sseb_die("out of memory (%zu x %zu bytes)", count, size);
+  return p;
+}
+
+/* A growable byte buffer. `p` is owned by the buffer and may move on every append. */
+typedef struct sseb_buf_s {
+  char *p;
+  size_t len;
+  size_t cap;
+} sseb_buf_t;
+
+/* Appends n bytes; returns 0, or -ENOSPC when the result would exceed max bytes
+ * (the buffer is then unchanged). */
+static int sseb_buf_append(sseb_buf_t *b, const char *src, size_t n, size_t max) {
+  if (b->len + n > max)
+    return -ENOSPC;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n)
+      cap *= 2;
+    b->p = sseb_xrealloc(b->p, cap);
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, src, n);
+  b->len += n;
+  return 0;
+}
+
+/* Drops the first n bytes, keeping the rest at the front. */
+static void sseb_buf_consume(sseb_buf_t *b, size_t n) {
+  memmove(b->p, b->p + n, b->len - n);
+  b->len -= n;
+}
+
+static void sseb_buf_free(sseb_buf_t *b) {
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}
+
+/* Finds `"key":` in [p, p+n) and parses the unsigned integer after it (spaces allowed
+ * around the colon). Returns 0, or -ENOENT when absent or not a number. */
+static int sseb_json_u64(const char *p, size_t n, const char *key, uint64_t *out) {
+  char pat[32];
+  int plen = snprintf(pat, sizeof pat, "\"%s\"", key);
+  const char *end = p + n;
+  const char *at = memmem(p, n, pat, (size_t)plen);
+  if (at == NULL)
+    return -ENOENT;
+  at += plen;
+  while (at < end && (*at == ' ' || *at == '\t'))
+    at++;
+  if (at == end || *at != ':')
+    return -ENOENT;
+  at++;
+  while (at < end && (*at == ' ' || *at == '\t'))
+    at++;
+  if (at == end || *at < '0' || *at > '9')
+    return -ENOENT;
+  uint64_t v = 0;
+  while (at < end && *at >= '0' && *at <= '9') {
+    if (v > (UINT64_MAX - 9) / 10)
+      return -ENOENT;
+    v = v * 10 + (uint64_t)(*at - '0');
+    at++;
+  }
+  *out = v;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Latency histogram: log-linear buckets, 64 per power of two (error under 1.6 %),
+ * covering every uint64_t value of nanoseconds in 3776 counters.
+ * ---------------------------------------------------------------------------------- */
+
+#define SSEB_HIST_SUB 64
+#define SSEB_HIST_BUCKETS (59 * SSEB_HIST_SUB)
+
+typedef struct sseb_hist_s {
+  uint64_t count[SSEB_HIST_BUCKETS];
+  uint64_t n;
+  uint64_t max;
+} sseb_hist_t;
+
+static unsigned sseb_hist_index(uint64_t v) {
+  if (v < SSEB_HIST_SUB)
+    return (unsigned)v;
+  unsigned e = 63u - (unsigned)__builtin_clzll(v); /* e >= 6 */
+  return (e - 5u) * SSEB_HIST_SUB + (unsigned)((v >> (e - 6u)) & (SSEB_HIST_SUB - 1));
+}
+
+/* Middle of bucket i, the value reported for a percentile falling in it. */
+static uint64_t sseb_hist_value(unsigned i) {
+  if (i < SSEB_HIST_SUB)
+    return i;
+  unsigned e = i / SSEB_HIST_SUB + 5u;
+  uint64_t sub = i % SSEB_HIST_SUB;
+  uint64_t low = (SSEB_HIST_SUB + sub) << (e - 6u);
+  return low + ((1ull << (e - 6u)) >> 1);
+}
+
+static void sseb_hist_add(sseb_hist_t *h, uint64_t v) {
+  h->count[sseb_hist_index(v)]++;
+  h->n++;
+  if (v > h->max)
+    h->max = v;
+}
+
+/* Value (ns) at quantile q in [0, 1]; never above the exact maximum. 0 when empty. */
+static uint64_t sseb_hist_quantile(const sseb_hist_t *h, double q) {
+  if (h->n == 0)
+    return 0;
+  uint64_t rank = (uint64_t)(q * (double)h->n);
+  if (rank < 1)
+    rank = 1;
+  if (rank > h->n)
+    rank = h->n;
+  uint64_t seen = 0;
+  for (unsigned i = 0; i < SSEB_HIST_BUCKETS; i++) {
+    seen += h->count[i];
+    if (seen >= rank) {
+      uint64_t v = sseb_hist_value(i);
+      return v > h->max ? h->max : v;
+    }
+  }
+  return h->max;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Chunked transfer coding decoder (incremental)
+ * ---------------------------------------------------------------------------------- */
+
+enum {
+  SSEB_CHUNK_SIZE,         /* reading hex digits of a chunk size */
+  SSEB_CHUNK_EXT,          /* skipping a chunk extension up to CR */
+  SSEB_CHUNK_SIZE_LF,      /* LF after the size line */
+  SSEB_CHUNK_DATA,         /* chunk payload */
+  SSEB_CHUNK_DATA_CR,      /* CR after the payload */
+  SSEB_CHUNK_DATA_LF,      /* LF after the payload */
+  SSEB_CHUNK_TRAILER,      /* at the start of a trailer line */
+  SSEB_CHUNK_TRAILER_LINE, /* inside a trailer line */
+  SSEB_CHUNK_TRAILER_LF,   /* LF of the empty line closing the trailers */
+  SSEB_CHUNK_DONE          /* last chunk and trailers seen: body complete */
+};
+
+typedef struct sseb_chunk_s {
+  uint8_t state;
+  uint8_t digits; /* hex digits read for the current size */
+  uint64_t left;  /* SIZE: size so far; DATA: payload bytes still to come */
+} sseb_chunk_t;
+
+static int sseb_hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Decodes up to n bytes of chunked coding from `in`, writing payload bytes to `out`.
+ * `out` may equal `in` (the output never runs ahead of the input). Stops after the
+ * final chunk (state DONE) without reading further. Sets *used to the input bytes
+ * consumed and returns the payload bytes written, or -1 on malformed framing. */
+static long sseb_chunk_decode(sseb_chunk_t *c, const char *in, size_t n, char *out, size_t *used) {
+  size_t i = 0, o = 0;
+  while (i < n && c->state != SSEB_CHUNK_DONE) {
+    char ch = in[i];
+    switch (c->state) {
+      case SSEB_CHUNK_SIZE: {
+        int d = sseb_hexval(ch);
+        if (d >= 0) {
+          if (c->left >> 40)
+            return -1;
+          c->left = c->left * 16 + (uint64_t)d;
+          c->digits++;
+        } else if (c->digits == 0) {
+          return -1;
+        } else if (ch == ';' || ch == ' ' || ch == '\t') {
+          c->state = SSEB_CHUNK_EXT;
+        } else if (ch == '\r') {
+          c->state = SSEB_CHUNK_SIZE_LF;
+        } else {
+          return -1;
+        }
+        i++;
+        break;
+      }
+      case SSEB_CHUNK_EXT:
+        if (ch == '\r')
+          c->state = SSEB_CHUNK_SIZE_LF;
+        i++;
+        break;
+      case SSEB_CHUNK_SIZE_LF:
+        if (ch != '\n')
+          return -1;
+        c->state = c->left ? SSEB_CHUNK_DATA : SSEB_CHUNK_TRAILER;
+        i++;
+        break;
+      case SSEB_CHUNK_DATA: {
+        size_t take = n - i;
+        if ((uint64_t)take > c->left)
+          take = (size_t)c->left;
+        memmove(out + o, in + i, take);
+        o += take;
+        i += take;
+        c->left -= take;
+        if (c->left == 0)
+          c->state = SSEB_CHUNK_DATA_CR;
+        break;
+      }
+      case SSEB_CHUNK_DATA_CR:
+        if (ch != '\r')
+          return -1;
+        c->state = SSEB_CHUNK_DATA_LF;
+        i++;
+        break;
+      case SSEB_CHUNK_DATA_LF:
+        if (ch != '\n')
+          return -1;
+        c->state = SSEB_CHUNK_SIZE;
+        c->digits = 0;
+        c->left = 0;
+        i++;
+        break;
+      case SSEB_CHUNK_TRAILER:
+        c->state = ch == '\r' ? SSEB_CHUNK_TRAILER_LF : SSEB_CHUNK_TRAILER_LINE;
+        i++;
+        break;
+      case SSEB_CHUNK_TRAILER_LINE:
+        if (ch == '\n')
+          c->state = SSEB_CHUNK_TRAILER;
+        i++;
+        break;
+      case SSEB_CHUNK_TRAILER_LF:
+        if (ch != '\n')
+          return -1;
+        c->state = SSEB_CHUNK_DONE;
+        i++;
+        break;
+      default: return -1;
+    }
+  }
+  *used = i;
+  return (long)o;
+}
+
+/* ------------------------------------------------------------------------------------
+ * HTTP response head
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct sseb_head_s {
+  int status;          /* status code, 0 if the status line is unreadable */
+  int chunked;         /* Transfer-Encoding: chunked */
+  int event_stream;    /* Content-Type: text/event-stream */
+  long content_length; /* -1 when absent */
+} sseb_head_t;
+
+/* Parses a response head of `len` bytes (status line and headers, without the final
+ * empty line). Header names are matched case-insensitively. */
+static void sseb_head_parse(const char *p, size_t len, sseb_head_t *h) {
+  h->status = 0;
+  h->chunked = 0;
+  h->event_stream = 0;
+  h->content_length = -1;
+  if (len >= 12 && memcmp(p, "HTTP/1.", 7) == 0 && p[8] == ' ' && p[9] >= '1' && p[9] <= '5' &&
+      p[10] >= '0' && p[10] <= '9' && p[11] >= '0' && p[11] <= '9')
+    h->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+  const char *end = p + len;
+  const char *line = memchr(p, '\n', len);
+  while (line != NULL && line + 1 < end) {
+    line++;
+    const char *eol = memchr(line, '\n', (size_t)(end - line));
+    size_t llen = (size_t)((eol ? eol : end) - line);
+    char buf[256];
+    size_t cl = llen < sizeof buf - 1 ? llen : sizeof buf - 1;
+    memcpy(buf, line, cl);
+    buf[cl] = '\0';
+    if (strncasecmp(buf, "transfer-encoding:", 18) == 0 && strcasestr(buf, "chunked"))
+      h->chunked = 1;
+    else if (strncasecmp(buf, "content-type:", 13) == 0 && strcasestr(buf, "text/event-stream"))
+      h->event_stream = 1;
+    else if (strncasecmp(buf, "content-length:", 15) == 0)
+      h->content_length = strtol(buf + 15, NULL, 10);
+    line = eol;
+  }
+}
+
+/* Returns the offset just past "\r\n\r\n" in [p, p+n), or 0 when not there yet. */
+static size_t sseb_head_end(const char *p, size_t n) {
+  const char *at = memmem(p, n, "\r\n\r\n", 4);
+  return at ? (size_t)(at - p) + 4 : 0;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Options
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct sseb_opts_s {
+  const char *host;
+  struct in_addr addr; /* resolved host, always inside 127.0.0.0/8 */
+  unsigned port;
+  const char *channel;
+  uint32_t subscribers; /* N */
+  uint32_t messages;    /* M */
+  double rate;          /* R messages/s; 0 = unlimited, paced by the window */
+  uint32_t window;      /* W: unsettled messages allowed when R = 0 */
+  uint32_t payload;     /* target data size in bytes */
+  uint32_t publishers;  /* K */
+  long server_pid;      /* 0 = no server figures */
+  double timeout_s;
+  int json;
+} sseb_opts_t;
+
+static void sseb_usage(FILE *f) {
+  fputs(
+      "usage: ssebench --port P [options]\n"
+      "  --host ADDR         loopback address of the server (127.0.0.1)\n"
+      "  --port P            server port (required)\n"
+      "  --channel NAME      channel to subscribe and publish to (bench)\n"
+      "  --subscribers N     SSE streams to open (100)\n"
+      "  --messages M        messages to publish (100)\n"
+      "  --rate R            messages per second; 0 = unlimited, window-paced (100)\n"
+      "  --window W          with --rate 0: messages not yet delivered to all (8)\n"
+      "  --payload BYTES     size of each message's data (64)\n"
+      "  --publishers K      keep-alive publisher connections (1)\n"
+      "  --server-pid PID    read the server's RSS and CPU time from /proc/PID\n"
+      "  --timeout S         stop S seconds after the last publish, or after S seconds\n"
+      "                      without progress; also bounds the connect phase (30)\n"
+      "  --json              also print one JSON line with the results\n",
+      f);
+}
+
+static double sseb_parse_num(const char *opt, const char *s, double min, double max) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end != '\0' || !(v >= min && v <= max))
+    sseb_die("%s: '%s' is not a number in [%g, %g]", opt, s, min, max);
+  return v;
+}
+
+static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
+  static const struct option longopts[] = {
+      {"host", required_argument, NULL, 'h'},
+      {"port", required_argument, NULL, 'p'},
+      {"channel", required_argument, NULL, 'c'},
+      {"subscribers", required_argument, NULL, 'n'},
+      {"messages", required_argument, NULL, 'm'},
+      {"rate", required_argument, NULL, 'r'},
+      {"window", required_argument, NULL, 'w'},
+      {"payload", required_argument, NULL, 'b'},
+      {"publishers", required_argument, NULL, 'k'},
+      {"server-pid", required_argument, NULL, 's'},
+      {"timeout", required_argument, NULL, 't'},
+      {"json", no_argument, NULL, 'j'},
+      {"help", no_argument, NULL, 'H'},
+      {NULL, 0, NULL, 0},
+  };
+  *o = (sseb_opts_t){
+      .host = "127.0.0.1",
+      .channel = "bench",
+      .subscribers = 100,
+      .messages = 100,
+      .rate = 100,
+      .window = 8,
+      .payload = 64,
+      .publishers = 1,
+      .timeout_s = 30,
+  };
+  int c;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    switch (c) {
+      case 'h': o->host = optarg; break;
+      case 'p': o->port = (unsigned)sseb_parse_num("--port", optarg, 1, 65535); break;
+      case 'c': o->channel = optarg; break;
+      case 'n':
+        o->subscribers = (uint32_t)sseb_parse_num("--subscribers", optarg, 1, 5000000);
+        break;
+      case 'm': o->messages = (uint32_t)sseb_parse_num("--messages", optarg, 1, 100000000); break;
+      case 'r': o->rate = sseb_parse_num("--rate", optarg, 0, 10000000); break;
+      case 'w': o->window = (uint32_t)sseb_parse_num("--window", optarg, 1, 1000000); break;
+      case 'b': o->payload = (uint32_t)sseb_parse_num("--payload", optarg, 0, 900000); break;
+      case 'k': o->publishers = (uint32_t)sseb_parse_num("--publishers", optarg, 1, 64); break;
+      case 's': o->server_pid = (long)sseb_parse_num("--server-pid", optarg, 1, 4194304); break;
+      case 't': o->timeout_s = sseb_parse_num("--timeout", optarg, 0.1, 3600); break;
+      case 'j': o->json = 1; break;
+      case 'H': sseb_usage(stdout); exit(0);
+      default: sseb_usage(stderr); exit(2);
+    }
+  }
+  if (optind < argc)
+    sseb_die("unexpected argument '%s' (see --help)", argv[optind]);
+  if (o->port == 0)
+    sseb_die("--port is required (see --help)");
+  const char *host = strcmp(o->host, "localhost") == 0 ? "127.0.0.1" : o->host;
+  if (inet_pton(AF_INET, host, &o->addr) != 1)
+    sseb_die("--host must be an IPv4 loopback address, got '%s'", o->host);
+  if ((ntohl(o->addr.s_addr) >> 24) != 127)
+    sseb_die("--host %s is not loopback: this tool only targets 127.0.0.0/8", o->host);
+  size_t clen = strlen(o->channel);
+  if (clen == 0 || clen > 255 ||
+      strspn(o->channel,
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+             "0123456789_.:/-") != clen)
+    sseb_die("--channel must be 1-255 bytes of [A-Za-z0-9_.:/-]");
+}
+
+/* ------------------------------------------------------------------------------------
+ * Server figures from /proc
+ * ---------------------------------------------------------------------------------- */
+
+/* VmRSS of pid in KiB, or -1 when unreadable. */
+static long sseb_proc_rss_kib(long pid) {
+  char path[64], line[256];
+  long kib = -1;
+  snprintf(path, sizeof path, "/proc/%ld/status", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "VmRSS:", 6) == 0) {
+      kib = strtol(line + 6, NULL, 10);
+      break;
+    }
+  fclose(f);
+  return kib;
+}
+
+/* utime + stime of pid (all its threads, live and exited) in clock ticks, or -1. */
+static long long sseb_proc_cpu_ticks(long pid) {
+  char path[64], buf[2048];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+  if (p == NULL)
+    return -1;
+  p++;
+  /* After ')': field 3 (state) is token 0, so utime (14) is token 11, stime token 12. */
+  long long utime = -1, stime = -1;
+  char *save = NULL;
+  int idx = 0;
+  for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save), idx++) {
+    if (idx == 11)
+      utime = strtoll(tok, NULL, 10);
+    else if (idx == 12) {
+      stime = strtoll(tok, NULL, 10);
+      break;
+    }
+  }
+  return utime < 0 || stime < 0 ? -1 : utime + stime;
+}
+
+/* Time on CPU of all live threads of pid in ns, summed from /proc/PID/task/TID/schedstat
+ * (first field), or -1 when unreadable. Far finer than the clock ticks of /proc/PID/stat,
+ * but a thread that exits between two readings takes its time with it. */
+static long long sseb_proc_cpu_ns(long pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/task", pid);
+  DIR *d = opendir(path);
+  if (d == NULL)
+    return -1;
+  long long sum = 0;
+  int found = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+      continue;
+    char file[128], line[128];
+    snprintf(file, sizeof file, "/proc/%ld/task/%.20s/schedstat", pid, e->d_name);
+    FILE *f = fopen(file, "r");
+    if (f == NULL)
+      continue; /* the thread just exited */
+    if (fgets(line, sizeof line, f)) {
+      sum += strtoll(line, NULL, 10);
+      found = 1;
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return found ? sum : -1;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Run state
+ * ---------------------------------------------------------------------------------- */
+
+enum {
+  SSEB_SUB_IDLE,       /* not started */
+  SSEB_SUB_CONNECTING, /* connect() in progress or request not fully written */
+  SSEB_SUB_HEAD,       /* reading the response head */
+  SSEB_SUB_STREAM,     /* reading events */
+  SSEB_SUB_CLOSED      /* closed by either side or failed; fd is -1 */
+};
+
+typedef struct sseb_sub_s {
+  int fd;
+  uint8_t state;
+  uint8_t chunked;    /* response body uses chunked coding */
+  uint8_t last_cr;    /* the last body byte seen was a CR ending a line */
+  uint8_t connected;  /* `connected` event received */
+  uint8_t has_id;     /* the event being read has an id: line */
+  uint8_t has_offset; /* last_offset holds the offset of a delivered message */
+  uint8_t event_len;  /* bytes in event[]; 0 = default name `message` */
+  uint32_t req_off;   /* request bytes already written */
+  char event[SSEB_EVENT_MAX];
+  sseb_chunk_t chunk;
+  sseb_buf_t carry;     /* response head, or the start of an SSE line split across reads */
+  sseb_buf_t data;      /* data: lines of the event being read, joined with '\n' */
+  uint64_t id_offset;   /* offset part of the event's id, if has_id */
+  uint64_t last_offset; /* offset of the last message delivered */
+  int64_t max_seq;      /* highest seq seen; -1 before any */
+  uint32_t delivered;   /* distinct messages received */
+  uint32_t dups;
+  uint32_t ooo;
+} sseb_sub_t;
+
+typedef struct sseb_pub_s {
+  int fd;         /* -1 once dead */
+  int want_out;   /* EPOLLOUT registered */
+  sseb_buf_t out; /* requests not yet written, from out_off */
+  size_t out_off;
+  sseb_buf_t in;  /* response bytes not yet parsed */
+  uint32_t *fifo; /* seqs of requests awaiting a response, in order */
+  uint32_t head;
+  uint32_t tail;
+} sseb_pub_t;
+
+typedef struct sseb_s {
+  sseb_opts_t o;
+  int ep;
+  int tfd;        /* timerfd pacing the rate mode */
+  char req[1024]; /* the subscriber request, the same for all */
+  size_t req_len;
+  size_t line_max; /* longest SSE line or data accepted */
+  uint32_t n_src;  /* source addresses used (1 = no binding) */
+
+  sseb_sub_t *subs;
+  uint64_t *seen;    /* N bitmaps of M bits: seq received per subscriber */
+  size_t seen_words; /* uint64_t words per subscriber */
+  sseb_pub_t *pubs;
+  uint32_t pubs_alive;
+  uint32_t pub_rr; /* round-robin cursor */
+
+  /* message bookkeeping, indexed by seq */
+  uint32_t *passed;    /* subscribers done with seq: seen it, seen a later one, or closed */
+  uint64_t *offset_of; /* channel offset of seq (0 = not known yet) */
+  uint8_t *failed;     /* publish of seq was not accepted */
+  uint32_t next_seq;   /* next message to send */
+  uint32_t settled;    /* lowest seq not settled (passed by every subscriber) */
+  uint32_t answered;   /* publish responses received */
+  uint64_t published_ok;
+  uint64_t publish_errors;
+  char publish_error[256]; /* the first failure, for the report */
+
+  /* subscriber counters */
+  uint32_t started;
+  uint32_t connected;
+  uint32_t connect_failed;
+  uint32_t closed;       /* subscribers in state CLOSED */
+  uint32_t closed_early; /* closed by the server or an error after connecting */
+  uint64_t delivered;    /* distinct (subscriber, seq) pairs received */
+  uint64_t dups;
+  uint64_t ooo;
+  uint64_t id_mismatch;
+  uint64_t bad_data; /* message events whose data is not ours */
+  uint64_t heartbeats;
+  uint64_t sse_errors; /* `error` events */
+  uint64_t shutdowns;  /* `shutdown` events */
+  uint64_t other_events;
+  char sub_error[256]; /* the first subscriber failure, for the report */
+  sseb_hist_t lat;
+
+  /* timeline (CLOCK_MONOTONIC ns) */
+  uint64_t t_connect_start;
+  uint64_t t_connected;
+  uint64_t t_first_publish;
+  uint64_t t_last_publish;
+  uint64_t t_last_delivery;
+  uint64_t t_progress; /* last delivery or publish answer */
+  uint64_t t_end;
+
+  /* server figures (-1 = unknown) */
+  long rss_before;
+  long rss_connected;
+  long rss_end;
+  long long cpu_start; /* utime + stime ticks */
+  long long cpu_end;
+  long long sched_start; /* schedstat ns */
+  long long sched_end;
+
+  const char *stop_reason;
+} sseb_t;
+
+static sseb_t g;
+
+static void sseb_note(char *dst, size_t cap, const char *fmt, ...) {
+  if (dst[0] != '\0')
+    return; /* keep the first */
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(dst, cap, fmt, ap);
+  va_end(ap);
+  for (char *p = dst; *p; p++) /* safe inside the table and a JSON string */
+    if (*p == '"')
+      *p = '\'';
+    else if (*p == '\\' || (unsigned char)*p < 32)
+      *p = ' ';
+}
+
+static void sseb_ep_ctl(int op, int fd, uint32_t events, uint32_t tag, uint32_t idx) {
+  struct epoll_event ev = {.events = events, .data.u64 = ((uint64_t)tag << 32) | idx};
+  if (epoll_ctl(g.ep, op, fd, &ev) != 0)
+    sseb_die("epoll_ctl: %s", strerror(errno));
+}
+
+/* ------------------------------------------------------------------------------------
+ * Settling: a message is settled once every subscriber is done with it (received it,
+ * received a later one, or closed) or its publish failed. With --rate 0 the window
+ * only lets next_seq run W messages ahead of the oldest unsettled one.
+ * ---------------------------------------------------------------------------------- */
+
+static void sseb_settle(void) {
+  while (g.settled < g.next_seq && (g.passed[g.settled] >= g.o.subscribers || g.failed[g.settled]))
+    g.settled++;
+}
+
+/* Marks messages (s->max_seq, upto] as passed by s. */
+static void sseb_sub_pass(sseb_sub_t *s, int64_t upto) {
+  for (int64_t x = s->max_seq + 1; x <= upto; x++)
+    g.passed[x]++;
+  if (upto > s->max_seq)
+    s->max_seq = upto;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Subscribers: connection life
+ * ---------------------------------------------------------------------------------- */
+
+/* Closes s (if open) and counts it. `why` non-NULL marks an early close worth reporting.
+ * s stays in the array in state CLOSED; everything it passed stays counted. */
+static void sseb_sub_close(sseb_sub_t *s, const char *why) {
+  if (s->state == SSEB_SUB_CLOSED)
+    return;
+  if (s->fd >= 0) {
+    epoll_ctl(g.ep, EPOLL_CTL_DEL, s->fd, NULL);
+    close(s->fd);
+    s->fd = -1;
+  }
+  if (!s->connected)
+    g.connect_failed++;
+  else if (why != NULL)
+    g.closed_early++;
+  if (why != NULL)
+    sseb_note(g.sub_error, sizeof g.sub_error, "subscriber %ld: %s", (long)(s - g.subs), why);
+  s->state = SSEB_SUB_CLOSED;
+  g.closed++;
+  sseb_sub_pass(s, (int64_t)g.o.messages - 1);
+  sseb_settle();
+  sseb_buf_free(&s->carry);
+  sseb_buf_free(&s->data);
+}
+
+/* Writes what is left of the request. Returns 0 when all is written (the socket then
+ * waits for input), 1 when it must wait for writability, -1 on error (s closed). */
+static int sseb_sub_send_request(sseb_sub_t *s) {
+  while (s->req_off < g.req_len) {
+    ssize_t w = send(s->fd, g.req + s->req_off, g.req_len - s->req_off, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return 1;
+      if (errno == EINTR)
+        continue;
+      char why[96];
+      snprintf(why, sizeof why, "send: %s", strerror(errno));
+      sseb_sub_close(s, why);
+      return -1;
+    }
+    s->req_off += (uint32_t)w;
+  }
+  uint32_t idx = (uint32_t)(s - g.subs);
+  sseb_ep_ctl(EPOLL_CTL_MOD, s->fd, EPOLLIN, SSEB_TAG_SUB, idx);
+  s->state = SSEB_SUB_HEAD;
+  return 0;
+}
+
+/* Starts subscriber i: socket, optional source binding, non-blocking connect. */
+static void sseb_sub_start(uint32_t i) {
+  sseb_sub_t *s = &g.subs[i];
+  g.started++;
+  s->max_seq = -1;
+  s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (s->fd < 0)
+    sseb_die("socket: %s (subscriber %u)", strerror(errno), i);
+  int one = 1;
+  setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (g.n_src > 1) {
+    /* Spread over 127.0.0.1..127.0.0.n_src: one source address has ~28k ephemeral
+     * ports per destination. NO_PORT defers the port choice to connect(), so bind()
+     * does not reserve a port for every possible destination. */
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    src.sin_addr.s_addr = htonl(0x7f000001u + i % g.n_src);
+    setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (bind(s->fd, (struct sockaddr *)&src, sizeof src) != 0)
+      sseb_die("bind 127.0.0.%u: %s", 1 + i % g.n_src, strerror(errno));
+  }
+  struct sockaddr_in dst = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)g.o.port), .sin_addr = g.o.addr};
+  s->state = SSEB_SUB_CONNECTING;
+  int rc = connect(s->fd, (struct sockaddr *)&dst, sizeof dst);
+  if (rc != 0 && errno != EINPROGRESS) {
+    char why[96];
+    snprintf(why, sizeof why, "connect: %s", strerror(errno));
+    close(s->fd); /* not in epoll yet */
+    s->fd = -1;
+    sseb_sub_close(s, why);
+    return;
+  }
+  sseb_ep_ctl(EPOLL_CTL_ADD, s->fd, EPOLLOUT, SSEB_TAG_SUB, i);
+  if (rc == 0)
+    sseb_sub_send_request(s);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Subscribers: the SSE stream
+ * ---------------------------------------------------------------------------------- */
+
+/* A `message` event carrying one of our messages arrived on s at `now`. */
+static void sseb_sub_message(sseb_sub_t *s, uint64_t now) {
+  uint64_t seq, t;
+  if (sseb_json_u64(s->data.p, s->data.len, "seq", &seq) != 0 ||
+      sseb_json_u64(s->data.p, s->data.len, "t", &t) != 0 || seq >= g.o.messages ||
+      seq >= g.next_seq || t > now) {
+    g.bad_data++;
+    return;
+  }
+  size_t idx = (size_t)(s - g.subs);
+  uint64_t *w = &g.seen[idx * g.seen_words + seq / 64];
+  uint64_t bit = 1ull << (seq % 64);
+  if (*w & bit) {
+    s->dups++;
+    g.dups++;
+    return;
+  }
+  *w |= bit;
+  if (s->has_id) {
+    /* Order is judged on the channel offsets the server assigned: with several
+     * publishers the seqs may legitimately reach the channel in another order. */
+    if (s->has_offset && s->id_offset <= s->last_offset) {
+      s->ooo++;
+      g.ooo++;
+    }
+    s->last_offset = s->id_offset;
+    s->has_offset = 1;
+    if (g.offset_of[seq] == 0)
+      g.offset_of[seq] = s->id_offset;
+    else if (g.offset_of[seq] != s->id_offset)
+      g.id_mismatch++;
+  } else if ((int64_t)seq < s->max_seq) {
+    s->ooo++;
+    g.ooo++;
+  }
+  s->delivered++;
+  g.delivered++;
+  sseb_hist_add(&g.lat, now - t);
+  g.t_last_delivery = now;
+  g.t_progress = now;
+  if ((int64_t)seq > s->max_seq) {
+    sseb_sub_pass(s, (int64_t)seq);
+    sseb_settle();
+  }
+}
+
+/* The blank line ending an event: dispatch it and reset the event state. */
+static void sseb_sub_dispatch(sseb_sub_t *s, uint64_t now) {
+  const char *name = s->event_len ? s->event : "message";
+  size_t nlen = s->event_len ? s->event_len : 7;
+#define SSEB_IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
+  if (s->data.len == 0 && s->event_len == 0) {
+    /* nothing to dispatch (e.g. a lone `retry:` block) */
+  } else if (SSEB_IS("connected")) {
+    if (!s->connected) {
+      s->connected = 1;
+      g.connected++;
+      if (g.connected == g.o.subscribers)
+        g.t_connected = now;
+    }
+  } else if (SSEB_IS("message")) {
+    sseb_sub_message(s, now);
+  } else if (SSEB_IS("heartbeat")) {
+    g.heartbeats++;
+  } else if (SSEB_IS("error")) {
+    g.sse_errors++;
+    sseb_note(g.sub_error, sizeof g.sub_error, "subscriber %ld got event error: %.*s",
+              (long)(s - g.subs), (int)(s->data.len > 160 ? 160 : s->data.len),
+              s->data.p ? s->data.p : "");
+  } else if (SSEB_IS("shutdown")) {
+    g.shutdowns++;
+  } else {
+    g.other_events++;
+  }
+#undef SSEB_IS
+  s->event_len = 0;
+  s->data.len = 0;
+  s->has_id = 0;
+}
+
+/* One complete SSE line (without its terminator). Returns 0, or -1 when s was closed. */
+static int sseb_sub_line(sseb_sub_t *s, const char *line, size_t len, uint64_t now) {
+  if (len == 0) {
+    sseb_sub_dispatch(s, now);
+    return 0;
+  }
+  if (line[0] == ':')
+    return 0; /* comment */
+  const char *colon = memchr(line, ':', len);
+  size_t flen = colon ? (size_t)(colon - line) : len;
+  const char *val = colon ? colon + 1 : line + len;
+  size_t vlen = (size_t)(line + len - val);
+  if (vlen > 0 && val[0] == ' ') {
+    val++;
+    vlen--;
+  }
+  if (flen == 4 && memcmp(line, "data", 4) == 0) {
+    if ((s->data.len > 0 && sseb_buf_append(&s->data, "\n", 1, g.line_max) != 0) ||
+        sseb_buf_append(&s->data, val, vlen, g.line_max) != 0) {
+      sseb_sub_close(s, "event data over the size limit");
+      return -1;
+    }
+  } else if (flen == 5 && memcmp(line, "event", 5) == 0) {
+    size_t n = vlen < SSEB_EVENT_MAX ? vlen : SSEB_EVENT_MAX;
+    memcpy(s->event, val, n);
+    s->event_len = (uint8_t)n;
+  } else if (flen == 2 && memcmp(line, "id", 2) == 0) {
+    /* `epoch:offset`; for a single-channel stream the offset is after the last ':' */
+    const char *c = val + vlen;
+    while (c > val && c[-1] != ':')
+      c--;
+    uint64_t off = 0;
+    int ok = c < val + vlen;
+    for (const char *d = c; d < val + vlen; d++) {
+      if (*d < '0' || *d > '9' || off > UINT64_MAX / 10 - 9) {
+        ok = 0;
+        break;
+      }
+      off = off * 10 + (uint64_t)(*d - '0');
+    }
+    s->has_id = (uint8_t)(ok && off > 0);
+    s->id_offset = off;
+  }
+  /* retry: and unknown fields are ignored, as EventSource does */
+  return 0;
+}
+
+/* Feeds n decoded body bytes. Lines complete within p are handled in place; a line
+ * split across reads is gathered in s->carry. Returns 0, or -1 when s was closed. */
+static int sseb_sub_feed(sseb_sub_t *s, const char *p, size_t n, uint64_t now) {
+  size_t i = 0;
+  if (s->last_cr && n > 0) {
+    if (p[0] == '\n')
+      i = 1; /* the LF of a CRLF split across reads */
+    s->last_cr = 0;
+  }
+  while (i < n) {
+    size_t j = i;
+    while (j < n && p[j] != '\n' && p[j] != '\r')
+      j++;
+    if (j == n) {
+      if (sseb_buf_append(&s->carry, p + i, n - i, g.line_max) != 0) {
+        sseb_sub_close(s, "SSE line over the size limit");
+        return -1;
+      }
+      return 0;
+    }
+    int rc;
+    if (s->carry.len > 0) {
+      if (sseb_buf_append(&s->carry, p + i, j - i, g.line_max) != 0) {
+        sseb_sub_close(s, "SSE line over the size limit");
+        return -1;
+      }
+      rc = sseb_sub_line(s, s->carry.p, s->carry.len, now);
+      s->carry.len = 0;
+    } else {
+      rc = sseb_sub_line(s, p + i, j - i, now);
+    }
+    if (rc != 0)
+      return -1;
+    if (p[j] == '\r') {
+      if (j + 1 < n && p[j + 1] == '\n')
+        j++;
+      else if (j + 1 == n)
+        s->last_cr = 1;
+    }
+    i = j + 1;
+  }
+  return 0;
+}
+
+/* Body bytes of s's response, raw (possibly chunked), in a buffer s may overwrite. */
+static int sseb_sub_body(sseb_sub_t *s, char *p, size_t n, uint64_t now) {
+  if (!s->chunked)
+    return sseb_sub_feed(s, p, n, now);
+  size_t used;
+  long out = sseb_chunk_decode(&s->chunk, p, n, p, &used);
+  if (out < 0) {
+    sseb_sub_close(s, "malformed chunked coding");
+    return -1;
+  }
+  if (sseb_sub_feed(s, p, (size_t)out, now) != 0)
+    return -1;
+  if (s->chunk.state == SSEB_CHUNK_DONE) {
+    sseb_sub_close(s, "stream ended (last chunk)");
+    return -1;
+  }
+  return 0;
+}
+
+/* The response head is complete in s->carry (hlen bytes with the empty line). */
+static int sseb_sub_head(sseb_sub_t *s, size_t hlen) {
+  sseb_head_t h;
+  sseb_head_parse(s->carry.p, hlen - 4, &h);
+  if (h.status != 200 || !h.event_stream) {
+    char why[200];
+    size_t bl = s->carry.len - hlen;
+    snprintf(why, sizeof why, "HTTP %d%s: %.*s", h.status,
+             h.event_stream ? "" : " (not text/event-stream)", (int)(bl > 120 ? 120 : bl),
+             s->carry.p + hlen);
+    sseb_sub_close(s, why);
+    return -1;
+  }
+  s->chunked = (uint8_t)h.chunked;
+  s->state = SSEB_SUB_STREAM;
+  return 0;
+}
+
+static void sseb_sub_readable(sseb_sub_t *s, char *buf) {
+  ssize_t r = recv(s->fd, buf, SSEB_READ_CHUNK, 0);
+  uint64_t now = sseb_now();
+  if (r < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+      return;
+    char why[96];
+    snprintf(why, sizeof why, "recv: %s", strerror(errno));
+    sseb_sub_close(s, why);
+    return;
+  }
+  if (r == 0) {
+    sseb_sub_close(
+        s, s->state == SSEB_SUB_HEAD ? "closed before the response head" : "closed by the server");
+    return;
+  }
+  size_t n = (size_t)r;
+  if (s->state == SSEB_SUB_HEAD) {
+    size_t before = s->carry.len;
+    if (sseb_buf_append(&s->carry, buf, n, SSEB_HEAD_MAX + SSEB_READ_CHUNK) != 0) {
+      sseb_sub_close(s, "response head too large");
+      return;
+    }
+    size_t from = before > 3 ? before - 3 : 0;
+    size_t hend = sseb_head_end(s->carry.p + from, s->carry.len - from);
+    if (hend == 0) {
+      if (s->carry.len > SSEB_HEAD_MAX)
+        sseb_sub_close(s, "response head too large");
+      return;
+    }
+    hend += from;
+    if (sseb_sub_head(s, hend) != 0)
+      return;
+    /* The terminator completed in this read, so the body bytes after it are the
+     * last (carry.len - hend) bytes of buf. */
+    size_t body = s->carry.len - hend;
+    s->carry.len = 0;
+    if (body > 0)
+      sseb_sub_body(s, buf + n - body, body, now);
+    return;
+  }
+  sseb_sub_body(s, buf, n, now);
+}
+
+static void sseb_sub_event(uint32_t i, uint32_t events, char *buf) {
+  sseb_sub_t *s = &g.subs[i];
+  if (s->state == SSEB_SUB_CONNECTING) {
+    int err = 0;
+    socklen_t el = sizeof err;
+    getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err != 0) {
+      char why[96];
+      snprintf(why, sizeof why, "connect: %s", strerror(err));
+      sseb_sub_close(s, why);
+      return;
+    }
+    if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+      sseb_sub_send_request(s);
+    return;
+  }
+  if (s->state == SSEB_SUB_HEAD || s->state == SSEB_SUB_STREAM) {
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+      sseb_sub_readable(s, buf);
+  }
+}
+
+/* ------------------------------------------------------------------------------------
+ * Publishers
+ * ---------------------------------------------------------------------------------- */
+
+static void sseb_pub_close(sseb_pub_t *p, const char *why) {
+  if (p->fd < 0)
+    return;
+  epoll_ctl(g.ep, EPOLL_CTL_DEL, p->fd, NULL);
+  close(p->fd);
+  p->fd = -1;
+  g.pubs_alive--;
+  sseb_note(g.publish_error, sizeof g.publish_error, "publisher %ld: %s", (long)(p - g.pubs), why);
+  /* requests without an answer count as failed */
+  for (; p->head < p->tail; p->head++) {
+    g.failed[p->fifo[p->head]] = 1;
+    g.publish_errors++;
+    g.answered++;
+  }
+  sseb_settle();
+}
+
+/* Writes queued request bytes; registers for writability when the socket is full. */
+static void sseb_pub_flush(sseb_pub_t *p) {
+  while (p->out_off < p->out.len) {
+    ssize_t w = send(p->fd, p->out.p + p->out_off, p->out.len - p->out_off, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+      char why[96];
+      snprintf(why, sizeof why, "send: %s", strerror(errno));
+      sseb_pub_close(p, why);
+      return;
+    }
+    p->out_off += (size_t)w;
+  }
+  if (p->out_off == p->out.len) {
+    p->out.len = 0;
+    p->out_off = 0;
+  }
+  int want = p->out.len > 0;
+  if (want != p->want_out) {
+    sseb_ep_ctl(EPOLL_CTL_MOD, p->fd, EPOLLIN | (want ? EPOLLOUT : 0u), SSEB_TAG_PUB,
+                (uint32_t)(p - g.pubs));
+    p->want_out = want;
+  }
+}
+
+/* Queues the request publishing message g.next_seq on a live publisher and writes it.
+ * Returns 0, or -1 when no publisher is left. */
+static int sseb_publish_next(void) {
+  sseb_pub_t *p = NULL;
+  for (uint32_t k = 0; k < g.o.publishers && p == NULL; k++) {
+    sseb_pub_t *c = &g.pubs[(g.pub_rr + k) % g.o.publishers];
+    if (c->fd >= 0)
+      p = c;
+  }
+  if (p == NULL)
+    return -1;
+  g.pub_rr = (uint32_t)(p - g.pubs) + 1;
+  uint32_t seq = g.next_seq;
+  uint64_t t = sseb_now();
+  char body[96];
+  int blen = snprintf(body, sizeof body, "{\"seq\":%" PRIu32 ",\"t\":%" PRIu64, seq, t);
+  /* `{"seq":S,"t":T` + `}`, or + `,"p":"` pad `"}` (8 bytes around the pad) */
+  size_t pad = g.o.payload > (uint32_t)blen + 8 ? g.o.payload - (uint32_t)blen - 8 : 0;
+  size_t total = (size_t)blen + (pad ? 8 + pad : 1);
+  char head[600];
+  int hlen = snprintf(head, sizeof head,
+                      "POST /api/channels/%s/publish HTTP/1.1\r\n"
+                      "Host: %s:%u\r\n"
+                      "Content-Type: application/json\r\n"
+                      "Content-Length: %zu\r\n\r\n",
+                      g.o.channel, g.o.host, g.o.port, total);
+  size_t max = (size_t)-1;
+  sseb_buf_append(&p->out, head, (size_t)hlen, max);
+  sseb_buf_append(&p->out, body, (size_t)blen, max);
+  if (pad) {
+    sseb_buf_append(&p->out, ",\"p\":\"", 6, max);
+    size_t at = p->out.len;
+    while (p->out.len < at + pad) {
+      static const char xs[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+      size_t take = at + pad - p->out.len;
+      if (take > sizeof xs - 1)
+        take = sizeof xs - 1;
+      sseb_buf_append(&p->out, xs, take, max);
+    }
+    sseb_buf_append(&p->out, "\"}", 2, max);
+  } else {
+    sseb_buf_append(&p->out, "}", 1, max);
+  }
+  p->fifo[p->tail++] = seq;
+  g.next_seq++;
+  if (g.t_first_publish == 0)
+    g.t_first_publish = t;
+  g.t_last_publish = t;
+  sseb_pub_flush(p);
+  return 0;
+}
+
+/* One complete response to the oldest request of p. */
+static void sseb_pub_answer(sseb_pub_t *p, int status, const char *body, size_t blen) {
+  if (p->head == p->tail) {
+    sseb_pub_close(p, "response without a request");
+    return;
+  }
+  uint32_t seq = p->fifo[p->head++];
+  g.answered++;
+  g.t_progress = sseb_now();
+  if (status != 200) {
+    g.failed[seq] = 1;
+    g.publish_errors++;
+    sseb_note(g.publish_error, sizeof g.publish_error, "seq %" PRIu32 ": HTTP %d: %.*s", seq,
+              status, (int)(blen > 160 ? 160 : blen), body);
+    sseb_settle();
+    return;
+  }
+  g.published_ok++;
+  uint64_t off;
+  if (sseb_json_u64(body, blen, "offset", &off) == 0 && off > 0) {
+    if (g.offset_of[seq] == 0)
+      g.offset_of[seq] = off;
+    else if (g.offset_of[seq] != off)
+      g.id_mismatch++;
+  }
+}
+
+/* Parses every complete response in p->in. */
+static void sseb_pub_parse(sseb_pub_t *p) {
+  while (p->fd >= 0 && p->in.len > 0) {
+    size_t hend = sseb_head_end(p->in.p, p->in.len);
+    if (hend == 0) {
+      if (p->in.len > SSEB_HEAD_MAX)
+        sseb_pub_close(p, "response head too large");
+      return;
+    }
+    sseb_head_t h;
+    sseb_head_parse(p->in.p, hend - 4, &h);
+    if (h.status == 0) {
+      sseb_pub_close(p, "unreadable status line");
+      return;
+    }
+    size_t consumed;
+    if (h.chunked) {
+      char *tmp = sseb_xrealloc(NULL, p->in.len - hend);
+      sseb_chunk_t ck = {0};
+      size_t used;
+      long out = sseb_chunk_decode(&ck, p->in.p + hend, p->in.len - hend, tmp, &used);
+      if (out < 0) {
+        free(tmp);
+        sseb_pub_close(p, "malformed chunked response");
+        return;
+      }
+      if (ck.state != SSEB_CHUNK_DONE) {
+        free(tmp);
+        return;
+      }
+      sseb_pub_answer(p, h.status, tmp, (size_t)out);
+      free(tmp);
+      consumed = hend + used;
+    } else {
+      size_t cl = h.content_length > 0 ? (size_t)h.content_length : 0;
+      if (p->in.len < hend + cl)
+        return;
+      sseb_pub_answer(p, h.status, p->in.p + hend, cl);
+      consumed = hend + cl;
+    }
+    if (p->fd >= 0)
+      sseb_buf_consume(&p->in, consumed);
+  }
+}
+
+static void sseb_pub_event(uint32_t k, uint32_t events, char *buf) {
+  sseb_pub_t *p = &g.pubs[k];
+  if (p->fd < 0)
+    return;
+  if (events & EPOLLOUT)
+    sseb_pub_flush(p);
+  if (p->fd < 0 || !(events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+    return;
+  ssize_t r = recv(p->fd, buf, SSEB_READ_CHUNK, 0);
+  if (r < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+      return;
+    char why[96];
+    snprintf(why, sizeof why, "recv: %s", strerror(errno));
+    sseb_pub_close(p, why);
+    return;
+  }
+  if (r == 0) {
+    sseb_pub_close(p, "closed by the server");
+    return;
+  }
+  sseb_buf_append(&p->in, buf, (size_t)r, (size_t)-1);
+  sseb_pub_parse(p);
+}
+
+/* Opens publisher k with a connect bounded by SSEB_PUB_CONNECT_MS. */
+static void sseb_pub_open(uint32_t k) {
+  sseb_pub_t *p = &g.pubs[k];
+  p->fifo = sseb_xcalloc(g.o.messages, sizeof *p->fifo);
+  p->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (p->fd < 0)
+    sseb_die("socket: %s", strerror(errno));
+  int one = 1;
+  setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  struct sockaddr_in dst = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)g.o.port), .sin_addr = g.o.addr};
+  if (connect(p->fd, (struct sockaddr *)&dst, sizeof dst) != 0) {
+    if (errno != EINPROGRESS)
+      sseb_die("publisher connect: %s", strerror(errno));
+    struct pollfd pf = {.fd = p->fd, .events = POLLOUT};
+    if (poll(&pf, 1, SSEB_PUB_CONNECT_MS) != 1)
+      sseb_die("publisher connect: no answer within %d ms", SSEB_PUB_CONNECT_MS);
+    int err = 0;
+    socklen_t el = sizeof err;
+    getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err != 0)
+      sseb_die("publisher connect: %s", strerror(err));
+  }
+  sseb_ep_ctl(EPOLL_CTL_ADD, p->fd, EPOLLIN, SSEB_TAG_PUB, k);
+  g.pubs_alive++;
+}
+
+/* ------------------------------------------------------------------------------------
+ * Pacing
+ * ---------------------------------------------------------------------------------- */
+
+/* Send time due for seq in rate mode. */
+static uint64_t sseb_due(uint32_t seq) {
+  return g.t_first_publish + (uint64_t)((double)seq * 1e9 / g.o.rate);
+}
+
+/* Sends every message that may go now; in rate mode arms the timer for the next one. */
+static void sseb_pump(void) {
+  while (g.next_seq < g.o.messages) {
+    if (g.o.rate > 0) {
+      if (g.next_seq > 0 && sseb_now() < sseb_due(g.next_seq))
+        break;
+    } else if (g.next_seq - g.settled >= g.o.window) {
+      break;
+    }
+    if (sseb_publish_next() != 0)
+      return;
+  }
+  if (g.o.rate > 0 && g.next_seq < g.o.messages) {
+    uint64_t due = sseb_due(g.next_seq);
+    struct itimerspec its = {
+        .it_value = {.tv_sec = (time_t)(due / SSEB_NS), .tv_nsec = (long)(due % SSEB_NS)}};
+    timerfd_settime(g.tfd, TFD_TIMER_ABSTIME, &its, NULL);
+  }
+}
+
+/* ------------------------------------------------------------------------------------
+ * Loop
+ * ---------------------------------------------------------------------------------- */
+
+/* Waits up to timeout_ms and handles what is ready. */
+static void sseb_poll(int timeout_ms, char *buf) {
+  static struct epoll_event evs[SSEB_MAX_EVENTS];
+  int n = epoll_wait(g.ep, evs, SSEB_MAX_EVENTS, timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR)
+      return;
+    sseb_die("epoll_wait: %s", strerror(errno));
+  }
+  for (int i = 0; i < n; i++) {
+    uint32_t tag = (uint32_t)(evs[i].data.u64 >> 32);
+    uint32_t idx = (uint32_t)evs[i].data.u64;
+    if (tag == SSEB_TAG_SUB) {
+      sseb_sub_event(idx, evs[i].events, buf);
+    } else if (tag == SSEB_TAG_PUB) {
+      sseb_pub_event(idx, evs[i].events, buf);
+    } else if (tag == SSEB_TAG_TIMER) {
+      uint64_t ticks;
+      if (read(g.tfd, &ticks, sizeof ticks) < 0 && errno != EAGAIN)
+        sseb_die("timerfd read: %s", strerror(errno));
+    }
+  }
+}
+
+/* Connect phase: every subscriber started and connected, or failure, or the deadline.
+ * Returns 0 when all N are connected. */
+static int sseb_connect_all(char *buf) {
+  uint64_t deadline = g.t_connect_start + (uint64_t)(g.o.timeout_s * 1e9);
+  for (;;) {
+    while (g.started < g.o.subscribers &&
+           g.started - g.connected - g.connect_failed < SSEB_CONNECT_INFLIGHT)
+      sseb_sub_start(g.started);
+    if (g.connected == g.o.subscribers)
+      return 0;
+    if (g.connect_failed > 0 && g.connected + g.connect_failed == g.o.subscribers)
+      return -1; /* every subscriber resolved, some failed */
+    if (sseb_now() >= deadline)
+      return -1;
+    sseb_poll(SSEB_TICK_MS, buf);
+  }
+}
+
+/* Publish and drain phase; sets g.stop_reason. */
+static void sseb_run(char *buf) {
+  uint64_t tmo = (uint64_t)(g.o.timeout_s * 1e9);
+  uint64_t expected = (uint64_t)g.o.subscribers * g.o.messages;
+  g.t_progress = sseb_now();
+  sseb_pump();
+  for (;;) {
+    uint64_t now = sseb_now();
+    if (g.delivered == expected) {
+      g.stop_reason = "all delivered";
+      return;
+    }
+    if (g.closed == g.o.subscribers) {
+      g.stop_reason = "every subscriber closed";
+      return;
+    }
+    if (g.pubs_alive == 0 && g.next_seq < g.o.messages) {
+      g.stop_reason = "no publisher connection left";
+      return;
+    }
+    if (g.next_seq == g.o.messages && now >= g.t_last_publish + tmo) {
+      g.stop_reason = "timeout after the last publish";
+      return;
+    }
+    if (g.next_seq < g.o.messages && now >= g.t_progress + tmo) {
+      g.stop_reason = "no progress (timeout)";
+      return;
+    }
+    sseb_poll(SSEB_TICK_MS, buf);
+    sseb_pump();
+  }
+}
+
+/* ------------------------------------------------------------------------------------
+ * Report
+ * ---------------------------------------------------------------------------------- */
+
+static double sseb_ms(uint64_t ns) {
+  return (double)ns / 1e6;
+}
+
+static void sseb_report(void) {
+  const sseb_opts_t *o = &g.o;
+  uint64_t expected = (uint64_t)o->subscribers * o->messages;
+  double connect_s = g.t_connected ? (double)(g.t_connected - g.t_connect_start) / 1e9 : -1.0;
+  double window_s = g.t_last_delivery > g.t_first_publish
+                        ? (double)(g.t_last_delivery - g.t_first_publish) / 1e9
+                        : 0.0;
+  double dps = window_s > 0 ? (double)g.delivered / window_s : 0.0;
+  double pub_s = g.t_last_publish > g.t_first_publish
+                     ? (double)(g.t_last_publish - g.t_first_publish) / 1e9
+                     : 0.0;
+  double pub_rate = pub_s > 0 ? (double)(g.next_seq > 1 ? g.next_seq - 1 : 0) / pub_s : 0.0;
+  uint64_t lost = expected - g.delivered;
+  uint32_t subs_lossy = 0;
+  for (uint32_t i = 0; i < o->subscribers; i++)
+    if (g.subs[i].delivered < o->messages)
+      subs_lossy++;
+  uint64_t p50 = sseb_hist_quantile(&g.lat, 0.50), p90 = sseb_hist_quantile(&g.lat, 0.90),
+           p99 = sseb_hist_quantile(&g.lat, 0.99);
+  long tck = sysconf(_SC_CLK_TCK);
+  double cpu_s = g.cpu_start >= 0 && g.cpu_end >= 0 && tck > 0
+                     ? (double)(g.cpu_end - g.cpu_start) / (double)tck
+                     : -1.0;
+  double sched_s =
+      g.sched_start >= 0 && g.sched_end >= 0 ? (double)(g.sched_end - g.sched_start) / 1e9 : -1.0;
+  /* Per delivery from schedstat when readable (ns), else from the 10 ms ticks of stat. */
+  double cpu_best = sched_s >= 0 ? sched_s : cpu_s;
+  double cpu_us = cpu_best >= 0 && g.delivered > 0 ? cpu_best * 1e6 / (double)g.delivered : -1.0;
+  double rss_per_sub = g.rss_before >= 0 && g.rss_connected >= 0
+                           ? (double)(g.rss_connected - g.rss_before) / o->subscribers
+                           : 0.0;
+  char rate[32];
+  if (o->rate > 0)
+    snprintf(rate, sizeof rate, "%g/s", o->rate);
+  else
+    snprintf(rate, sizeof rate, "unlimited (window %" PRIu32 ")", o->window);
+
+  printf("ssebench  %s:%u /sse/%s  N=%" PRIu32 " subscribers  M=%" PRIu32 " messages  %" PRIu32
+         " B  rate %s  %" PRIu32 " publisher%s\n",
+         o->host, o->port, o->channel, o->subscribers, o->messages, o->payload, rate, o->publishers,
+         o->publishers == 1 ? "" : "s");
+  if (connect_s >= 0)
+    printf("  connect            %" PRIu32 " streams in %.3f s (%.0f/s)\n", g.connected, connect_s,
+           connect_s > 0 ? g.connected / connect_s : 0.0);
+  else
+    printf("  connect            %" PRIu32 " of %" PRIu32 " connected, %" PRIu32 " failed\n",
+           g.connected, o->subscribers, g.connect_failed);
+  printf("  published          %" PRIu32 " sent, %" PRIu64 " accepted, %" PRIu64
+         " failed, in %.3f s (%.0f msg/s)\n",
+         g.next_seq, g.published_ok, g.publish_errors, pub_s, pub_rate);
+  printf("  delivered          %" PRIu64 " / %" PRIu64 " (%.2f %%)\n", g.delivered, expected,
+         expected ? 100.0 * (double)g.delivered / (double)expected : 0.0);
+  printf("  deliveries/s       %.0f (first publish to last delivery: %.3f s)\n", dps, window_s);
+  printf("  latency ms         p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  (%" PRIu64 " samples)\n",
+         sseb_ms(p50), sseb_ms(p90), sseb_ms(p99), sseb_ms(g.lat.max), g.lat.n);
+  printf("  lost               %" PRIu64 " (%" PRIu32 " subscribers short)\n", lost, subs_lossy);
+  printf("  duplicates         %" PRIu64 "\n", g.dups);
+  printf("  out of order       %" PRIu64 "\n", g.ooo);
+  printf("  id mismatches      %" PRIu64 "\n", g.id_mismatch);
+  printf("  closed early       %" PRIu32 "  (error events %" PRIu64 ", shutdown %" PRIu64
+         ", foreign data %" PRIu64 ")\n",
+         g.closed_early, g.sse_errors, g.shutdowns, g.bad_data);
+  if (o->server_pid) {
+    printf(
+        "  server RSS         %.1f MiB before connect, %.1f MiB connected "
+        "(%.1f KiB/subscriber), %.1f MiB at end\n",
+        g.rss_before / 1024.0, g.rss_connected / 1024.0, rss_per_sub, g.rss_end / 1024.0);
+    printf(
+        "  server CPU         %.4f s in publish window (stat utime+stime %.2f s), "
+        "%.3f us/delivery\n",
+        cpu_best, cpu_s, cpu_us);
+  } else {
+    printf("  server RSS/CPU     (no --server-pid)\n");
+  }
+  printf("  stopped            %s\n", g.stop_reason ? g.stop_reason : "-");
+  if (g.sub_error[0])
+    printf("  first subscriber problem: %s\n", g.sub_error);
+  if (g.publish_error[0])
+    printf("  first publish problem:    %s\n", g.publish_error);
+
+  if (o->json) {
+    char srv[512];
+    if (o->server_pid)
+      snprintf(srv, sizeof srv,
+               "\"server_pid\":%ld,\"rss_before_kib\":%ld,\"rss_connected_kib\":%ld,"
+               "\"rss_end_kib\":%ld,\"rss_per_subscriber_kib\":%.2f,"
+               "\"server_cpu_s\":%.4f,\"server_cpu_stat_s\":%.2f,\"cpu_us_per_delivery\":%.4f",
+               o->server_pid, g.rss_before, g.rss_connected, g.rss_end, rss_per_sub, cpu_best,
+               cpu_s, cpu_us);
+    else
+      snprintf(srv, sizeof srv,
+               "\"server_pid\":null,\"rss_before_kib\":null,\"rss_connected_kib\":null,"
+               "\"rss_end_kib\":null,\"rss_per_subscriber_kib\":null,"
+               "\"server_cpu_s\":null,\"server_cpu_stat_s\":null,\"cpu_us_per_delivery\":null");
+    printf("{\"tool\":\"ssebench\",\"subscribers\":%" PRIu32 ",\"messages\":%" PRIu32
+           ",\"rate\":%g,\"window\":%" PRIu32 ",\"payload\":%" PRIu32 ",\"publishers\":%" PRIu32
+           ",\"connected\":%" PRIu32
+           ",\"connect_s\":%.4f,"
+           "\"sent\":%" PRIu32 ",\"publish_errors\":%" PRIu64
+           ",\"publish_rate\":%.1f,"
+           "\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64
+           ",\"deliveries_per_s\":%.1f,\"window_s\":%.4f,"
+           "\"latency_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"max\":%.4f},"
+           "\"lost\":%" PRIu64 ",\"subscribers_short\":%" PRIu32 ",\"duplicates\":%" PRIu64
+           ",\"out_of_order\":%" PRIu64 ",\"id_mismatch\":%" PRIu64 ",\"closed_early\":%" PRIu32
+           ",\"error_events\":%" PRIu64 ",\"foreign_data\":%" PRIu64
+           ",%s,\"stop\":\"%s\","
+           "\"subscriber_problem\":\"%s\",\"publish_problem\":\"%s\"}\n",
+           o->subscribers, o->messages, o->rate, o->window, o->payload, o->publishers, g.connected,
+           connect_s, g.next_seq, g.publish_errors, pub_rate, expected, g.delivered, dps, window_s,
+           sseb_ms(p50), sseb_ms(p90), sseb_ms(p99), sseb_ms(g.lat.max), lost, subs_lossy, g.dups,
+           g.ooo, g.id_mismatch, g.closed_early, g.sse_errors, g.bad_data, srv,
+           g.stop_reason ? g.stop_reason : "", g.sub_error, g.publish_error);
+  }
+  fflush(stdout);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Setup and main
+ * ---------------------------------------------------------------------------------- */
+
+/* Raises RLIMIT_NOFILE's soft limit to the hard one; dies when N+K sockets cannot fit. */
+static void sseb_raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    sseb_die("getrlimit: %s", strerror(errno));
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+      sseb_die("setrlimit: %s", strerror(errno));
+  }
+  uint64_t need = (uint64_t)g.o.subscribers + g.o.publishers + 16;
+  if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+    sseb_die("%" PRIu64
+             " descriptors needed but RLIMIT_NOFILE is %llu (hard limit); "
+             "raise it (ulimit -Hn) or lower --subscribers",
+             need, (unsigned long long)rl.rlim_cur);
+}
+
+static void sseb_setup(void) {
+  const sseb_opts_t *o = &g.o;
+  g.seen_words = ((size_t)o->messages + 63) / 64;
+  uint64_t seen_bytes = (uint64_t)o->subscribers * g.seen_words * 8;
+  if (seen_bytes > SSEB_SEEN_MAX)
+    sseb_die("N x M too large: %" PRIu64 " MiB of delivery bitmaps", seen_bytes >> 20);
+  g.n_src = (o->subscribers + SSEB_PORTS_PER_ADDR - 1) / SSEB_PORTS_PER_ADDR;
+  if (g.n_src > SSEB_MAX_SRC_ADDRS)
+    sseb_die("--subscribers too large for %d source addresses", SSEB_MAX_SRC_ADDRS);
+  g.line_max = (size_t)o->payload + SSEB_LINE_SLACK;
+  int rl = snprintf(g.req, sizeof g.req,
+                    "GET /sse/%s HTTP/1.1\r\nHost: %s:%u\r\n"
+                    "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+                    o->channel, o->host, o->port);
+  if (rl < 0 || (size_t)rl >= sizeof g.req)
+    sseb_die("request too long");
+  g.req_len = (size_t)rl;
+  g.subs = sseb_xcalloc(o->subscribers, sizeof *g.subs);
+  for (uint32_t i = 0; i < o->subscribers; i++)
+    g.subs[i].fd = -1;
+  g.seen = sseb_xcalloc((size_t)o->subscribers * g.seen_words, sizeof *g.seen);
+  g.pubs = sseb_xcalloc(o->publishers, sizeof *g.pubs);
+  for (uint32_t k = 0; k < o->publishers; k++)
+    g.pubs[k].fd = -1;
+  g.passed = sseb_xcalloc(o->messages, sizeof *g.passed);
+  g.offset_of = sseb_xcalloc(o->messages, sizeof *g.offset_of);
+  g.failed = sseb_xcalloc(o->messages, 1);
+  g.ep = epoll_create1(EPOLL_CLOEXEC);
+  if (g.ep < 0)
+    sseb_die("epoll_create1: %s", strerror(errno));
+  g.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (g.tfd < 0)
+    sseb_die("timerfd_create: %s", strerror(errno));
+  sseb_ep_ctl(EPOLL_CTL_ADD, g.tfd, EPOLLIN, SSEB_TAG_TIMER, 0);
+  g.rss_before = g.rss_connected = g.rss_end = -1;
+  g.cpu_start = g.cpu_end = g.sched_start = g.sched_end = -1;
+}
+
+/* Closes every socket this process opened (the process exits right after). */
+static void sseb_teardown(void) {
+  for (uint32_t i = 0; i < g.o.subscribers; i++)
+    if (g.subs[i].fd >= 0)
+      close(g.subs[i].fd);
+  for (uint32_t k = 0; k < g.o.publishers; k++)
+    if (g.pubs[k].fd >= 0)
+      close(g.pubs[k].fd);
+  close(g.tfd);
+  close(g.ep);
+}
+
+int main(int argc, char **argv) {
+  sseb_opts_parse(argc, argv, &g.o);
+  signal(SIGPIPE, SIG_IGN);
+  sseb_raise_nofile();
+  sseb_setup();
+  static char buf[SSEB_READ_CHUNK];
+
+  if (g.o.server_pid) {
+    g.rss_before = sseb_proc_rss_kib(g.o.server_pid);
+    if (g.rss_before < 0)
+      sseb_die("cannot read /proc/%ld/status", g.o.server_pid);
+  }
+  g.t_connect_start = sseb_now();
+  if (sseb_connect_all(buf) != 0) {
+    g.stop_reason = "connect phase failed";
+    fprintf(stderr,
+            "ssebench: only %" PRIu32 " of %" PRIu32
+            " subscribers connected (limit %.1f s, %" PRIu32 " failed)%s%s\n",
+            g.connected, g.o.subscribers, g.o.timeout_s, g.connect_failed,
+            g.sub_error[0] ? "; first problem: " : "", g.sub_error);
+    sseb_report();
+    sseb_teardown();
+    return 2;
+  }
+  if (g.o.server_pid)
+    g.rss_connected = sseb_proc_rss_kib(g.o.server_pid);
+  for (uint32_t k = 0; k < g.o.publishers; k++)
+    sseb_pub_open(k);
+  if (g.o.server_pid) {
+    g.cpu_start = sseb_proc_cpu_ticks(g.o.server_pid);
+    g.sched_start = sseb_proc_cpu_ns(g.o.server_pid);
+  }
+  sseb_run(buf);
+  /* Collect the publish answers still in flight (bounded), so the counts are final. */
+  uint64_t grace = sseb_now() + SSEB_NS;
+  while (g.answered < g.next_seq && g.pubs_alive > 0 && sseb_now() < grace)
+    sseb_poll(SSEB_TICK_MS, buf);
+  g.t_end = sseb_now();
+  if (g.o.server_pid) {
+    g.cpu_end = sseb_proc_cpu_ticks(g.o.server_pid);
+    g.sched_end = sseb_proc_cpu_ns(g.o.server_pid);
+    g.rss_end = sseb_proc_rss_kib(g.o.server_pid);
+  }
+  sseb_report();
+  sseb_teardown();
+  uint64_t expected = (uint64_t)g.o.subscribers * g.o.messages;
+  int clean = g.delivered == expected && g.dups == 0 && g.ooo == 0 && g.id_mismatch == 0;
+  return clean ? 0 : 1;
+}
