@@ -116,8 +116,9 @@ typedef struct net_stream_vt_s {
   void (*on_data)(net_conn_t *c, const char *data, size_t len);
   /* The server is shutting down: say goodbye (net_conn_send_final). */
   void (*on_shutdown)(net_conn_t *c);
-  /* The client fell past max_queue: the final frame that tells it why
-   * (may return NULL). Queued frames not yet started are dropped first. */
+  /* The client fell past max_queue and is being dropped: stop feeding it
+   * and return the final frame that tells it why (or NULL). Called at the
+   * flush point, after queued frames not yet started were dropped. */
   tt_buf_t *(*overflow_frame)(net_conn_t *c);
   /* The connection is closing; release what refers to it. Called once. */
   void (*on_close)(net_conn_t *c);

@@ -284,8 +284,11 @@ static void sse__on_shutdown(net_conn_t *c) {
   obs_inc(OBS_SSE_EV_SHUTDOWN);
 }
 
+/* At the flush point (never inside deliver): the client is dropped, so it
+ * leaves its channels now rather than when its last bytes are out. */
 static tt_buf_t *sse__overflow_frame(net_conn_t *c) {
-  (void)c;
+  sse_client_t *cl = net_conn_data(c);
+  for (int i = 0; i < cl->nsubs; i++) hub_unsubscribe(sse.hub, &cl->subs[i].sub);
   obs_inc(OBS_SLOW_CONSUMERS);
   obs_inc(OBS_SSE_EV_ERROR);
   static const char msg[] =

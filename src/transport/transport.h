@@ -35,4 +35,55 @@ tt_buf_t *sse_frame_build(const tt_msg_t *msg);
 /* Parses "epoch:offset" or a bare offset into `pos`. Returns 0 or -EINVAL. */
 int sse_pos_parse(const char *s, size_t len, engine_pos_t *pos);
 
+/* ================================================================ WebSocket framing */
+
+enum {
+  WS_OP_CONT = 0x0,
+  WS_OP_TEXT = 0x1,
+  WS_OP_BINARY = 0x2,
+  WS_OP_CLOSE = 0x8,
+  WS_OP_PING = 0x9,
+  WS_OP_PONG = 0xa,
+};
+
+enum {
+  WS_PARSE_INCOMPLETE = -1,
+  WS_PARSE_BAD = -2,  /* length not minimally encoded or over 2^63 */
+};
+
+#define WS_MAX_HEADER 14
+
+typedef struct ws_frame_s {
+  bool fin;
+  unsigned rsv;        /* the three RSV bits, RSV1 = 4 */
+  unsigned opcode;
+  bool masked;
+  uint8_t mask[4];
+  uint64_t payload_len;
+} ws_frame_t;
+
+/* Parses a frame header from buf[0..len). Returns the header's length (the
+ * payload follows it), or WS_PARSE_*. Checks only the encoding; the caller
+ * applies the protocol rules (masking, opcodes, sizes). */
+int ws_frame_parse(const uint8_t *buf, size_t len, ws_frame_t *f);
+/* XORs p[0..len) with the mask, `start` bytes into the payload. */
+void ws_unmask(uint8_t *p, size_t len, const uint8_t mask[4], size_t start);
+
+/* Incremental UTF-8 validation across fragments. Zero-initialise. */
+typedef struct ws_utf8_s {
+  uint8_t need, lo, hi;
+} ws_utf8_t;
+/* 0, or -EILSEQ at the first byte that cannot be valid UTF-8. */
+int ws_utf8_feed(ws_utf8_t *st, const uint8_t *p, size_t len);
+/* True when no multi-byte sequence is left open. */
+bool ws_utf8_complete(const ws_utf8_t *st);
+
+/* Close codes a peer may send (RFC 6455 7.4). */
+bool ws_close_code_valid(unsigned code);
+
+/* Writes an unmasked server frame header; returns its length. */
+size_t ws_frame_header(uint8_t *out, unsigned opcode, bool rsv1, uint64_t len);
+tt_buf_t *ws_frame_build(unsigned opcode, bool rsv1, const void *payload, size_t len);
+tt_buf_t *ws_close_frame(unsigned code, const char *reason);
+
 #endif
