@@ -215,7 +215,7 @@ void tt_random_token(char *out, size_t n) {
 uint64_t tt_hash(const char *key, size_t len) {
   /* FNV-1a, 64 bit: short keys, no adversarial concern beyond channel names
    * chosen by publishers, which are bounded in count by history and TTL. */
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = 14695981039346656037ull;
   for (size_t i = 0; i < len; i++) {
     h ^= (unsigned char)key[i];
     h *= 1099511628211ull;

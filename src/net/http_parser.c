@@ -131,7 +131,8 @@ const char *http_head_get(const http_head_t *head, const char *name, size_t *val
 
 enum {
   CH_SIZE,       /* hex digits of the chunk size */
-  CH_EXT,        /* chunk extension, ignored up to the line end */
+  CH_SIZE_WS,    /* optional whitespace after the size, before ';' or CRLF */
+  CH_EXT,        /* chunk extension, up to the line end */
   CH_SIZE_LF,    /* '\n' after the size line's '\r' */
   CH_DATA,
   CH_DATA_CR,    /* '\r' after the chunk data */
@@ -141,6 +142,9 @@ enum {
   CH_TRAILER_LF,
   CH_END_LF,     /* '\n' of the final blank line */
 };
+
+#define CH_MAX_EXT 256        /* bytes of extensions on one size line */
+#define CH_MAX_TRAILERS 16384 /* bytes of the whole trailer section */
 
 static int http__hex(unsigned char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -165,22 +169,40 @@ ssize_t http_chunked_decode(http_chunked_t *st, const char *in, size_t len, tt_s
           break;
         }
         if (st->digits == 0) return HTTP_PARSE_BAD;
-        if (c == ';' || c == ' ' || c == '\t') st->state = CH_EXT;
-        else if (c == '\r') st->state = CH_SIZE_LF;
-        else if (c == '\n') st->state = st->remaining ? CH_DATA : CH_TRAILER;
-        else return HTTP_PARSE_BAD;
+        st->state = CH_SIZE_WS;
+        break; /* look at c again */
+      }
+      case CH_SIZE_WS:
+        if (c == ' ' || c == '\t') {
+          /* optional whitespace before ';' only */
+        } else if (c == ';') {
+          st->state = CH_EXT;
+          st->extra = 0;
+        } else if (c == '\r') {
+          st->state = CH_SIZE_LF;
+        } else if (c == '\n') {
+          st->state = st->remaining ? CH_DATA : CH_TRAILER;
+          st->extra = 0;
+        } else {
+          return HTTP_PARSE_BAD;
+        }
         i++;
         break;
-      }
       case CH_EXT:
-        if (c == '\r') st->state = CH_SIZE_LF;
-        else if (c == '\n') st->state = st->remaining ? CH_DATA : CH_TRAILER;
-        else if (c < 0x20 && c != '\t') return HTTP_PARSE_BAD;
+        if (c == '\r') {
+          st->state = CH_SIZE_LF;
+        } else if (c == '\n') {
+          st->state = st->remaining ? CH_DATA : CH_TRAILER;
+          st->extra = 0;
+        } else if ((c < 0x20 && c != '\t') || c == 0x7f || ++st->extra > CH_MAX_EXT) {
+          return HTTP_PARSE_BAD;
+        }
         i++;
         break;
       case CH_SIZE_LF:
         if (c != '\n') return HTTP_PARSE_BAD;
         st->state = st->remaining ? CH_DATA : CH_TRAILER;
+        st->extra = 0;
         i++;
         break;
       case CH_DATA: {
@@ -209,16 +231,24 @@ ssize_t http_chunked_decode(http_chunked_t *st, const char *in, size_t len, tt_s
         i++;
         break;
       case CH_TRAILER:
-        if (c == '\r') st->state = CH_END_LF;
-        else if (c == '\n') {
+        if (c == '\r') {
+          st->state = CH_END_LF;
+        } else if (c == '\n') {
           *done = true;
           return (ssize_t)(i + 1);
-        } else st->state = CH_TRAILER_LINE;
+        } else if (c < 0x20 || c == 0x7f) {
+          return HTTP_PARSE_BAD;
+        } else {
+          st->state = CH_TRAILER_LINE;
+        }
+        if (++st->extra > CH_MAX_TRAILERS) return HTTP_PARSE_BAD;
         i++;
         break;
       case CH_TRAILER_LINE:
         if (c == '\r') st->state = CH_TRAILER_LF;
         else if (c == '\n') st->state = CH_TRAILER;
+        else if ((c < 0x20 && c != '\t') || c == 0x7f) return HTTP_PARSE_BAD;
+        if (++st->extra > CH_MAX_TRAILERS) return HTTP_PARSE_BAD;
         i++;
         break;
       case CH_TRAILER_LF:

@@ -60,13 +60,16 @@ typedef struct http_chunked_s {
   int state;
   uint64_t remaining; /* bytes left in the current chunk */
   unsigned digits;
+  size_t extra;       /* extension or trailer bytes seen (bounded) */
 } http_chunked_t;
 
 /*
  * Consumes bytes of a chunked body from in[0..len), appending the decoded
  * data to `out`. Returns bytes consumed (sets *done once the last chunk and
  * trailers are through; the rest of `in` then belongs to the next request),
- * or HTTP_PARSE_BAD.
+ * or HTTP_PARSE_BAD. Strict (RFC 9112 7.1): whitespace after a size only
+ * before ';', at most 256 bytes of extensions per size line and 16 KiB of
+ * trailers, no control characters.
  */
 ssize_t http_chunked_decode(http_chunked_t *st, const char *in, size_t len, tt_str_t *out, bool *done);
 

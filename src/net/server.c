@@ -436,12 +436,16 @@ static ssize_t net__one_request(net_conn_t *c, const char *data, size_t len) {
     c->head_len = (size_t)hl;
     c->content_length = -1;
     c->chunked = false;
-    size_t vl;
+    size_t vl, nte = 0;
+    for (size_t i = 0; i < req.head.num_headers; i++)
+      if (req.head.headers[i].name_len == 17 && strncasecmp(req.head.headers[i].name, "Transfer-Encoding", 17) == 0)
+        nte++;
     const char *te = http_head_get(&req.head, "Transfer-Encoding", &vl);
     const char *cl = http_head_get(&req.head, "Content-Length", NULL);
     if (te != NULL) {
-      if (cl != NULL) {
-        net__error(c, 400, "BAD_REQUEST", "both Transfer-Encoding and Content-Length", true);
+      if (cl != NULL || nte > 1 || req.head.minor_version == 0) {
+        net__error(c, 400, "BAD_REQUEST",
+                   "Transfer-Encoding must be one header, not with Content-Length, and not in HTTP/1.0", true);
         return -1;
       }
       if (vl != 7 || strncasecmp(te, "chunked", 7) != 0) {
@@ -489,7 +493,9 @@ static ssize_t net__one_request(net_conn_t *c, const char *data, size_t len) {
       return -1;
     }
     c->chunk_scanned += (size_t)used;
-    if ((int64_t)c->chunk_body.len > s->opts.max_body) {
+    /* Chunk framing may at most double the body's size on the wire. */
+    if ((int64_t)c->chunk_body.len > s->opts.max_body ||
+        (int64_t)c->chunk_scanned > 2 * s->opts.max_body + 65536) {
       char msg[96];
       snprintf(msg, sizeof(msg), "request body over the limit of %lld bytes", (long long)s->opts.max_body);
       net__error(c, 413, "BODY_TOO_LARGE", msg, true);
