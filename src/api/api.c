@@ -156,14 +156,33 @@ static void api__publish_raw(net_request_t *req, const char *raw, size_t raw_len
   api__publish(req, channel, clen, event, elen, d, dl);
 }
 
-typedef struct api_pub_req_s {
+/* A request answered from an engine callback: the connection (kept alive by
+ * a ref) and the channel, copied because the request's slices die with the
+ * handler. */
+typedef struct api_pending_s {
   net_conn_t *conn;
   size_t channel_len;
   char channel[];
-} api_pub_req_t;
+} api_pending_t;
+
+static api_pending_t *api__pending(net_request_t *req, const char *channel, size_t clen) {
+  api_pending_t *r = tt_malloc(sizeof(*r) + clen + 1);
+  r->conn = req->conn;
+  r->channel_len = clen;
+  memcpy(r->channel, channel, clen);
+  r->channel[clen] = '\0';
+  net_conn_ref(req->conn);
+  net_request_defer(req);
+  return r;
+}
+
+static void api__pending_done(api_pending_t *r) {
+  net_conn_unref(r->conn);
+  free(r);
+}
 
 static void api__published(void *ctx, int status, const engine_pos_t *pos) {
-  api_pub_req_t *r = ctx;
+  api_pending_t *r = ctx;
   net_conn_t *c = r->conn;
   if (!net_conn_is_closing(c)) {
     if (status != 0) {
@@ -178,18 +197,12 @@ static void api__published(void *ctx, int status, const engine_pos_t *pos) {
       tt_str_free(&b);
     }
   }
-  net_conn_unref(c);
-  free(r);
+  api__pending_done(r);
 }
 
 static void api__publish(net_request_t *req, const char *channel, size_t clen, const char *event, size_t elen,
                          const char *data, size_t dlen) {
-  api_pub_req_t *r = tt_malloc(sizeof(*r) + clen + 1);
-  r->conn = req->conn;
-  r->channel_len = clen;
-  memcpy(r->channel, channel, clen);
-  net_conn_ref(req->conn);
-  net_request_defer(req);
+  api_pending_t *r = api__pending(req, channel, clen);
   hub_publish(api.hub, &net_conn_worker(req->conn)->loop, channel, clen, event, elen, data, dlen, api__published, r);
 }
 
@@ -214,14 +227,8 @@ static void api__health(net_conn_t *c) {
   tt_str_free(&b);
 }
 
-typedef struct api_info_req_s {
-  net_conn_t *conn;
-  size_t channel_len;
-  char channel[];
-} api_info_req_t;
-
 static void api__on_info(void *ctx, const engine_channel_info_t *info) {
-  api_info_req_t *r = ctx;
+  api_pending_t *r = ctx;
   net_conn_t *c = r->conn;
   if (!net_conn_is_closing(c)) {
     tt_str_t b = {0};
@@ -235,20 +242,14 @@ static void api__on_info(void *ctx, const engine_channel_info_t *info) {
     api__json(c, info->status == 0 ? 200 : 503, &b);
     tt_str_free(&b);
   }
-  net_conn_unref(c);
-  free(r);
+  api__pending_done(r);
 }
 
 static void api__channel_health(net_request_t *req, const char *raw, size_t len) {
   char channel[HUB_CHANNEL_MAX * 3 + 1];
   size_t clen;
   if (api__channel(req->conn, raw, len, channel, &clen) != 0) return;
-  api_info_req_t *r = tt_malloc(sizeof(*r) + clen + 1);
-  r->conn = req->conn;
-  r->channel_len = clen;
-  memcpy(r->channel, channel, clen);
-  net_conn_ref(req->conn);
-  net_request_defer(req);
+  api_pending_t *r = api__pending(req, channel, clen);
   engine_t *e = hub_engine(api.hub);
   e->vt->info(e, &net_conn_worker(req->conn)->loop, channel, clen, api__on_info, r);
 }

@@ -48,7 +48,6 @@ struct hub_sub_s {
   bool live;                 /* recovery done: deliveries flow */
   tt_msg_t **held;           /* live messages that came during recovery */
   size_t held_count, held_cap;
-  int index;                 /* the transport's own numbering */
 };
 
 typedef struct hub_options_s {

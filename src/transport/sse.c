@@ -28,7 +28,6 @@ typedef struct sse_sub_s {
   bool has_since;
   engine_pos_t pos;         /* where the client is */
   /* the engine's answer, kept until every channel has one */
-  bool answered;
   engine_recovery_t recovery;
   uint64_t oldest;
   engine_pos_t top;
@@ -243,7 +242,6 @@ static void sse__start(sse_client_t *cl) {
 static void sse__on_subscribed(void *ctx, hub_sub_t *hs, const engine_history_t *h) {
   sse_client_t *cl = ctx;
   sse_sub_t *ss = tt_container_of(hs, sse_sub_t, sub);
-  ss->answered = true;
   ss->recovery = h->recovery;
   ss->top = h->top;
   ss->oldest = h->oldest;
@@ -402,7 +400,6 @@ void sse_open(net_request_t *req, const char *channel, size_t len) {
     cl->subs[i].client = cl;
     cl->subs[i].channel = (char *)names[i];
     cl->subs[i].channel_len = lens[i];
-    cl->subs[i].sub.index = i;
     names[i] = NULL;
   }
 
