@@ -74,6 +74,19 @@ int main(int argc, char **argv) {
                             .retry_ms = t.cfg.sse_retry,
                             .max_channels = t.cfg.max_channels_per_stream},
            t.cfg.workers);
+  ws_init(t.hub,
+          &(ws_options_t){.max_message = t.cfg.ws_max_message,
+                          .max_publish = t.cfg.max_body,
+                          .ping_interval = t.cfg.ws_ping_interval,
+                          .ping_timeout = t.cfg.ws_ping_timeout,
+                          .deflate = t.cfg.ws_deflate != 0,
+                          .deflate_threshold = t.cfg.ws_deflate_threshold,
+                          .rate = t.cfg.ws_rate,
+                          .burst = t.cfg.ws_burst,
+                          .max_channels = t.cfg.max_channels_per_stream,
+                          .client_publish = t.cfg.client_publish,
+                          .started_ms = started},
+          t.cfg.workers);
   api_init(&(api_options_t){.hub = t.hub, .api_key = t.cfg.api_key, .workers = t.cfg.workers, .started_ms = started,
                             .metrics_buoy_names = t.cfg.metrics_buoy_names != 0});
 
@@ -104,6 +117,7 @@ int main(int argc, char **argv) {
     uv_loop_t *loop = &net_server_worker(t.server, i)->loop;
     hub_worker_init(t.hub, i, loop);
     sse_worker_init(i, loop);
+    ws_worker_init(i, loop);
   }
 
   uv_loop_init(&t.loop);
@@ -133,6 +147,7 @@ int main(int argc, char **argv) {
   net_server_free(t.server);
 out_engine:
   sse_free();
+  ws_free();
   hub_free(t.hub);
   t.engine->vt->destroy(t.engine);
   tt_config_free(&t.cfg);

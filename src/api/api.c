@@ -215,12 +215,13 @@ static void api__health(net_conn_t *c) {
   g.engine = e->vt->name;
   tt_str_appendf(&b,
                  "{\"status\":\"%s\",\"version\":\"%s\",\"uptime_s\":%.3f,\"workers\":%d,\"engine\":\"%s\","
-                 "\"connections\":{\"total\":%" PRIu64 ",\"sse\":%" PRIu64 "},\"channels\":%zu,"
+                 "\"connections\":{\"total\":%" PRIu64 ",\"sse\":%" PRIu64 ",\"ws\":%" PRIu64 "},\"channels\":%zu,"
                  "\"subscriptions\":%" PRIu64 ",\"messages\":{\"published\":%" PRIu64 ",\"delivered\":%" PRIu64
                  "},\"slow_consumers_dropped\":%" PRIu64 ",\"rss_bytes\":%" PRIu64 "}",
                  net_server_draining(api.server) ? "draining" : "ok", TUTTI_VERSION,
                  (double)(tt_now_ms() - api.started_ms) / 1000.0, api.workers, g.engine,
                  net_server_connections(api.server), obs_get(OBS_SSE_OPENED) - obs_get(OBS_SSE_CLOSED),
+                 obs_get(OBS_WS_OPENED) - obs_get(OBS_WS_CLOSED),
                  e->vt->channel_count(e), hub_subscriptions(api.hub), obs_get(OBS_PUBLISHED), obs_get(OBS_DELIVERED),
                  obs_get(OBS_SLOW_CONSUMERS), obs_rss_bytes());
   api__json(c, net_server_draining(api.server) ? 503 : 200, &b);
@@ -288,6 +289,10 @@ void api_handle(net_request_t *req) {
     } else {
       sse_open(req, rest, rl);
     }
+  } else if (api__is(req, "/ws")) {
+    ws_open(req, NULL, 0);
+  } else if (api__prefix(req, "/ws/", &rest, &rl)) {
+    ws_open(req, rest, rl);
   } else if (api__is(req, "/sse")) {
     if (!api__method(req, "GET")) api__not_allowed(c, "GET");
     else sse_open(req, NULL, 0);

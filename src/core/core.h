@@ -120,6 +120,14 @@ typedef struct tt_config_s {
   int max_channels_per_stream;
   int max_connections;
   int metrics_buoy_names;     /* 1: expose the buoy service's metric names too */
+  char *client_publish;       /* channel prefixes WebSocket clients may publish to, or "*" */
+  int64_t ws_max_message;     /* bytes */
+  double ws_ping_interval;    /* s */
+  double ws_ping_timeout;     /* s */
+  int ws_deflate;             /* 1: accept permessage-deflate */
+  int ws_deflate_threshold;   /* bytes */
+  int ws_rate;                /* messages per second per connection; 0: no limit */
+  int ws_burst;
   int64_t max_body;           /* bytes */
   int64_t max_queue;          /* bytes per connection */
 } tt_config_t;

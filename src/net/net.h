@@ -206,6 +206,11 @@ void net_request_defer(net_request_t *req);
  * CORS headers the response should carry ("" if none). */
 const char *net_request_stream(net_request_t *req, const net_stream_vt_t *vt, void *data);
 
+/* Whether the request's Origin may use this server: no Origin (not a
+ * browser), one in the CORS list (or the list is "*"), or, with no list,
+ * one whose host:port is the request's Host. */
+bool net_request_origin_allowed(const net_request_t *req);
+
 /* Serves a file under the web root for GET/HEAD `req` (defers; answers 404
  * when missing). */
 void net_static_serve(net_request_t *req);

@@ -380,6 +380,20 @@ static bool net__token_in(const char *v, size_t vlen, const char *token) {
   return false;
 }
 
+bool net_request_origin_allowed(const net_request_t *req) {
+  size_t ol, hl;
+  const char *origin = http_head_get(&req->head, "Origin", &ol);
+  if (origin == NULL) return true;
+  net_server_t *s = req->conn->worker->pub.server;
+  if (s->cors != NULL) return req->conn->cors_origin != NULL;
+  const char *host = http_head_get(&req->head, "Host", &hl);
+  const char *sep = memchr(origin, ':', ol);
+  if (host == NULL || sep == NULL || ol < (size_t)(sep - origin) + 3 || memcmp(sep, "://", 3) != 0) return false;
+  const char *oh = sep + 3;
+  size_t ohl = ol - (size_t)(oh - origin);
+  return ohl == hl && strncasecmp(oh, host, hl) == 0;
+}
+
 /* Handles a CORS preflight; returns true if it was one. */
 static bool net__preflight(net_conn_t *c, net_request_t *req) {
   if (req->head.method_len != 7 || memcmp(req->head.method, "OPTIONS", 7) != 0) return false;

@@ -152,6 +152,12 @@ void obs_render_prometheus(tt_str_t *out, const obs_gauges_t *g) {
   tt_str_appendf(out, "tutti_info{version=\"%s\",engine=\"%s\"} 1\n", TUTTI_VERSION, g->engine);
   obs__gauge(out, "tutti_uptime_seconds", "Seconds since start", g->uptime_s);
   obs__gauge(out, "tutti_sse_connections", "Open SSE connections", (double)open_sse);
+  obs__gauge(out, "tutti_ws_connections", "Open WebSocket connections",
+             (double)(obs_get(OBS_WS_OPENED) - obs_get(OBS_WS_CLOSED)));
+  obs__counter(out, "tutti_ws_messages_received_total", "WebSocket messages received from clients",
+               obs_get(OBS_WS_MESSAGES_RECEIVED));
+  obs__counter(out, "tutti_ws_messages_sent_total", "Published messages queued to WebSocket clients",
+               obs_get(OBS_WS_MESSAGES_SENT));
   obs__histogram(out, OBS_H_BROADCAST_LATENCY_MS, "tutti_broadcast_latency_seconds",
                  "Time from a publish being accepted to its frame being queued on a worker", 0.001);
   obs__gauge(out, "tutti_workers", "Event-loop threads", g->workers);

@@ -22,6 +22,10 @@ typedef enum {
   OBS_SSE_EV_SHUTDOWN,
   OBS_SSE_EV_ERROR,
   OBS_SSE_EV_RECOVERY_INCOMPLETE,
+  OBS_WS_OPENED,
+  OBS_WS_CLOSED,
+  OBS_WS_MESSAGES_RECEIVED,
+  OBS_WS_MESSAGES_SENT,       /* published messages queued to WebSocket clients */
   OBS_RECOVERIES,             /* recovery asked and complete */
   OBS_RECOVERIES_INCOMPLETE,
   OBS_COUNTER_COUNT,

@@ -35,6 +35,36 @@ tt_buf_t *sse_frame_build(const tt_msg_t *msg);
 /* Parses "epoch:offset" or a bare offset into `pos`. Returns 0 or -EINVAL. */
 int sse_pos_parse(const char *s, size_t len, engine_pos_t *pos);
 
+/* ================================================================ WebSocket */
+
+typedef struct ws_options_s {
+  int64_t max_message;        /* bytes */
+  int64_t max_publish;        /* bytes of `data` in a client publish */
+  double ping_interval;       /* s */
+  double ping_timeout;        /* s */
+  bool deflate;
+  int deflate_threshold;      /* bytes */
+  int rate;                   /* messages per second; 0: no limit */
+  int burst;
+  int max_channels;
+  const char *client_publish; /* channel prefixes, "*" or NULL */
+  uint64_t started_ms;
+} ws_options_t;
+
+void ws_init(hub_t *hub, const ws_options_t *opts, int workers);
+/* Starts worker `id`'s idle-ping timer on its loop; before the loop runs. */
+void ws_worker_init(int id, uv_loop_t *loop);
+void ws_free(void);
+
+/* Upgrades `req` (GET /ws or /ws/{channel}, `channel` raw or NULL). Answers
+ * the HTTP error itself when the upgrade is refused. */
+void ws_open(net_request_t *req, const char *channel, size_t len);
+
+/* The shared frames of a published message: plain, and compressed without
+ * context takeover (plain when under the threshold). */
+tt_buf_t *ws_frame_message(const tt_msg_t *m);
+tt_buf_t *ws_frame_message_deflated(const tt_msg_t *m);
+
 /* ================================================================ WebSocket framing */
 
 enum {
