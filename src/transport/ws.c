@@ -30,7 +30,6 @@ typedef struct ws_sub_s {
   tt_list_t link;          /* in the client's subscriptions */
   bool has_since;
   engine_pos_t since;
-  bool answered;           /* `subscribed` sent */
   tt_str_t ref;            /* the subscribe request's id, raw JSON ("" if none) */
   size_t channel_len;
   char channel[];
@@ -288,24 +287,26 @@ static void ws__on_subscribed(void *ctx, hub_sub_t *hs, const engine_history_t *
     tt_str_free(&r);
   }
   if (s->has_since) obs_inc(recovered ? OBS_RECOVERIES : OBS_RECOVERIES_INCOMPLETE);
-  hub_sub_live(ws.hub, &s->sub, &pos); /* nothing was held: the memory engine answers at once */
+  /* Missed messages, then `subscribed` with the position they reached, then
+   * live ones (hub_sub_live releases what arrived meanwhile). */
   for (size_t i = 0; i < h->count; i++) {
-    if (h->msgs[i]->offset > s->sub.pos.offset || strcmp(h->msgs[i]->epoch, s->sub.pos.epoch) != 0) {
-      memcpy(s->sub.pos.epoch, h->msgs[i]->epoch, sizeof(s->sub.pos.epoch));
-      s->sub.pos.offset = h->msgs[i]->offset;
-      ws__deliver(&cl->hub, &s->sub, h->msgs[i]);
+    tt_msg_t *m = h->msgs[i];
+    if (m->offset > pos.offset || strcmp(m->epoch, pos.epoch) != 0) {
+      memcpy(pos.epoch, m->epoch, sizeof(pos.epoch));
+      pos.offset = m->offset;
+      ws__deliver(&cl->hub, &s->sub, m);
     }
   }
   tt_str_t r = {0};
   tt_str_appends(&r, "{\"type\":\"subscribed\",\"channel\":\"");
   tt_str_append(&r, s->channel, s->channel_len);
-  tt_str_appendf(&r, "\",\"epoch\":\"%s\",\"offset\":%" PRIu64 ",\"id\":\"%s:%" PRIu64 "\",\"recovered\":%s",
-                 h->top.epoch, h->top.offset, h->top.epoch, h->top.offset, recovered ? "true" : "false");
+  tt_str_appendf(&r, "\",\"epoch\":\"%s\",\"offset\":%" PRIu64 ",\"id\":\"%s:%" PRIu64 "\",\"recovered\":%s", pos.epoch,
+                 pos.offset, pos.epoch, pos.offset, recovered ? "true" : "false");
   ws__ref(&r, &s->ref);
   tt_str_appends(&r, "}");
   ws__send_text(cl, &r);
   tt_str_free(&r);
-  s->answered = true;
+  hub_sub_live(ws.hub, &s->sub, &pos);
 }
 
 static void ws__subscribe(ws_client_t *cl, const char *channel, size_t clen, const engine_pos_t *since,
