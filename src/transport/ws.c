@@ -62,7 +62,7 @@ struct ws_client_s {
 
   tt_list_t subs;
   int nsubs;
-  uint64_t msgs_in, msgs_out, bytes_in;
+  uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 };
 
 typedef struct ws_worker_s {
@@ -191,9 +191,11 @@ tt_buf_t *ws_frame_message_deflated(const tt_msg_t *m) {
 
 static void ws__send_text(ws_client_t *cl, const tt_str_t *s) {
   tt_buf_t *b = ws__text_frame(cl->deflate, s->data, s->len);
-  net_conn_send(cl->conn, b, 0);
+  if (net_conn_send(cl->conn, b, 0) == 0) {
+    cl->msgs_out++;
+    cl->bytes_out += b->len;
+  }
   tt_buf_unref(b);
-  cl->msgs_out++;
 }
 
 /* ================================================================ replies */
@@ -225,6 +227,7 @@ static void ws__deliver(hub_client_t *hc, hub_sub_t *hs, tt_msg_t *msg) {
                                 : tt_msg_frame(msg, TT_FRAME_WS, ws_frame_message);
   if (net_conn_send(cl->conn, frame, 0) == 0) {
     cl->msgs_out++;
+    cl->bytes_out += frame->len;
     obs_inc(OBS_DELIVERED);
     obs_add(OBS_DELIVERED_BYTES, frame->len);
     obs_inc(OBS_WS_MESSAGES_SENT);
@@ -437,12 +440,12 @@ static void ws__stats(ws_client_t *cl, const tt_str_t *ref) {
                  ",\"channels\":%zu,\"subscriptions\":%" PRIu64 ",\"published\":%" PRIu64 ",\"delivered\":%" PRIu64
                  "},\"connection\":{\"connection_id\":\"%s-%" PRIu64 "\",\"age_s\":%.3f,\"subscriptions\":%d,"
                  "\"messages_in\":%" PRIu64 ",\"messages_out\":%" PRIu64 ",\"bytes_in\":%" PRIu64
-                 ",\"permessage_deflate\":%s}",
+                 ",\"bytes_out\":%" PRIu64 ",\"permessage_deflate\":%s}",
                  TUTTI_VERSION, (double)(now - ws.opts.started_ms) / 1000.0,
                  net_server_connections(net_conn_worker(cl->conn)->server), e->vt->channel_count(e),
                  hub_subscriptions(ws.hub), obs_get(OBS_PUBLISHED), obs_get(OBS_DELIVERED), ws.conn_prefix,
                  net_conn_id(cl->conn), (double)(now - cl->opened_ms) / 1000.0, cl->nsubs, cl->msgs_in, cl->msgs_out,
-                 cl->bytes_in, cl->deflate ? "true" : "false");
+                 cl->bytes_in, cl->bytes_out, cl->deflate ? "true" : "false");
   ws__ref(&s, ref);
   tt_str_appends(&s, "}");
   ws__send_text(cl, &s);
