@@ -1,23 +1,29 @@
 /*
- * ssebench: SSE fan-out load generator for tutti.
+ * ssebench: SSE and WebSocket fan-out load generator for tutti.
  *
- * One file, one thread, one epoll loop, libc only. It
- *   1. opens N subscriber streams (GET /sse/{channel}) to a loopback server with
- *      non-blocking connects, at most SSEB_CONNECT_INFLIGHT handshakes at a time, and
- *      waits until every stream has received its `connected` event;
+ * One file, one thread, one epoll loop, libc and zlib only. It
+ *   1. opens N subscriber streams to a loopback server with non-blocking connects, at
+ *      most SSEB_CONNECT_INFLIGHT handshakes at a time, and waits until every stream is
+ *      ready: with --transport sse (default) GET /sse/{channel} and its `connected`
+ *      event; with --transport ws GET /ws/{channel} (a random Sec-WebSocket-Key, the 101
+ *      and Sec-WebSocket-Accept checked), `welcome` and then `subscribed`;
  *   2. publishes M messages through keep-alive, pipelined
  *      POST /api/channels/{channel}/publish requests on K publisher connections,
  *      either at a fixed rate R/s or (R = 0) as fast as a window of W unsettled
  *      messages allows;
- *   3. parses every stream incrementally (chunked coding, events split across reads)
- *      and records, per delivery, latency = receive time - send time carried in the
- *      message, plus loss, duplicates and out-of-order per connection;
+ *   3. parses every stream incrementally (SSE: chunked coding, events split across
+ *      reads; WebSocket: unmasked server frames with 7/16/64-bit lengths split across
+ *      reads, fragmented messages, RSV1 messages inflated, pings answered with masked
+ *      pongs, a close frame answered and counted as an early close) and records, per
+ *      delivery, latency = receive time - send time carried in the message, plus loss,
+ *      duplicates and out-of-order per connection;
  *   4. stops by itself (every expected delivery seen, or --timeout seconds after the
  *      last publish, or no progress for --timeout seconds), prints a table and, with
  *      --json, one JSON line.
  *
  * Message data is `{"seq":S,"t":T}` or, padded to --payload bytes,
- * `{"seq":S,"t":T,"p":"xxxx"}`; T is CLOCK_MONOTONIC in ns taken just before the
+ * `{"seq":S,"t":T,"p":"xxxx"}` (--pad words or random fill "p" with text that
+ * compresses like prose or hardly at all); T is CLOCK_MONOTONIC in ns taken just before the
  * request is queued. Latency is therefore measured from the actual send, not from the
  * scheduled one: a server that makes the publisher fall behind its rate shows up as a
  * lower achieved rate, not as latency (no coordinated-omission correction).
@@ -34,7 +40,14 @@
  * are not clean; 2 on a usage or setup error (the table is still printed when the
  * connect phase fails).
  *
- * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o ssebench ssebench.c
+ * WebSocket with --deflate: the handshake offers permessage-deflate the way browsers do
+ * (`permessage-deflate; client_max_window_bits`) and requires server_no_context_takeover
+ * in the answer, so one inflater, reset for every message, serves every connection. The
+ * report adds the wire bytes per delivered message (frame headers and payload as sent)
+ * beside the JSON size, so the compression is visible. The client never sends data
+ * frames; its pongs and close answers are masked.
+ *
+ * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o ssebench ssebench.c -lz
  * Only loopback addresses (127.0.0.0/8) are accepted as targets.
  */
 
@@ -54,11 +67,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -87,6 +102,11 @@
 #define SSEB_TAG_TIMER 3u
 
 #define SSEB_NS 1000000000ull
+
+#define SSEB_ZCACHE 32 /* inflated messages remembered (see sseb_inflate_cached) */
+
+#define SSEB_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define SSEB_WS_OFFER "permessage-deflate; client_max_window_bits" /* what browsers send */
 
 /* ------------------------------------------------------------------------------------
  * Small utilities: time, fatal errors, growable buffers
@@ -189,6 +209,169 @@ static int sseb_json_u64(const char *p, size_t n, const char *key, uint64_t *out
   }
   *out = v;
   return 0;
+}
+
+/* Finds `"key":"` in [p, p+n) (spaces allowed around the colon) and sets *val, *vlen
+ * to the string value up to the next quote (the values read here need no escapes).
+ * Occurrences not followed by a colon and a string (e.g. the key as a value) are
+ * skipped. Returns 0, or -ENOENT. */
+static int sseb_json_str(const char *p, size_t n, const char *key, const char **val,
+                         size_t *vlen) {
+  char pat[32];
+  int plen = snprintf(pat, sizeof pat, "\"%s\"", key);
+  const char *end = p + n, *from = p;
+  while (from < end) {
+    const char *at = memmem(from, (size_t)(end - from), pat, (size_t)plen);
+    if (at == NULL)
+      return -ENOENT;
+    from = at + 1;
+    at += plen;
+    while (at < end && (*at == ' ' || *at == '\t'))
+      at++;
+    if (at == end || *at != ':')
+      continue;
+    at++;
+    while (at < end && (*at == ' ' || *at == '\t'))
+      at++;
+    if (at == end || *at != '"')
+      continue;
+    at++;
+    const char *q = memchr(at, '"', (size_t)(end - at));
+    if (q == NULL)
+      return -ENOENT;
+    *val = at;
+    *vlen = (size_t)(q - at);
+    return 0;
+  }
+  return -ENOENT;
+}
+
+/* Makes room for at least `extra` more bytes. */
+static void sseb_buf_reserve(sseb_buf_t *b, size_t extra) {
+  if (b->len + extra <= b->cap)
+    return;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->len + extra)
+    cap *= 2;
+  b->p = sseb_xrealloc(b->p, cap);
+  b->cap = cap;
+}
+
+/* ------------------------------------------------------------------------------------
+ * WebSocket helpers: PRNG (keys and masks), SHA-1 and base64 (Sec-WebSocket-Accept)
+ * ---------------------------------------------------------------------------------- */
+
+static uint64_t sseb_rng_state;
+
+/* xorshift64*: plenty for handshake nonces and frame masks of a benchmark client. */
+static uint64_t sseb_rand(void) {
+  uint64_t x = sseb_rng_state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  sseb_rng_state = x;
+  return x * 0x2545F4914F6CDD1Dull;
+}
+
+static void sseb_rand_seed(void) {
+  uint64_t seed = 0;
+  if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
+    seed = sseb_now() ^ ((uint64_t)getpid() << 32);
+  sseb_rng_state = seed ? seed : 0x9E3779B97F4A7C15ull;
+}
+
+static uint32_t sseb_rol32(uint32_t x, unsigned n) {
+  return (x << n) | (x >> (32u - n));
+}
+
+/* SHA-1 of len bytes (FIPS 180-4), only for the 60-byte handshake string. */
+static void sseb_sha1(const void *data, size_t len, uint8_t out[20]) {
+  uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
+  const uint8_t *in = data;
+  uint64_t bits = (uint64_t)len * 8;
+  size_t total = ((len + 8) / 64 + 1) * 64; /* message + 0x80 + zeros + 64-bit length */
+  for (size_t off = 0; off < total; off += 64) {
+    uint8_t blk[64];
+    for (size_t i = 0; i < 64; i++) {
+      size_t k = off + i;
+      if (k < len)
+        blk[i] = in[k];
+      else if (k == len)
+        blk[i] = 0x80;
+      else if (k >= total - 8)
+        blk[i] = (uint8_t)(bits >> (8 * (total - 1 - k)));
+      else
+        blk[i] = 0;
+    }
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++)
+      w[i] = (uint32_t)blk[4 * i] << 24 | (uint32_t)blk[4 * i + 1] << 16 |
+             (uint32_t)blk[4 * i + 2] << 8 | (uint32_t)blk[4 * i + 3];
+    for (int i = 16; i < 80; i++)
+      w[i] = sseb_rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; i++) {
+      uint32_t f, k;
+      if (i < 20) {
+        f = (b & c) | (~b & d);
+        k = 0x5A827999u;
+      } else if (i < 40) {
+        f = b ^ c ^ d;
+        k = 0x6ED9EBA1u;
+      } else if (i < 60) {
+        f = (b & c) | (b & d) | (c & d);
+        k = 0x8F1BBCDCu;
+      } else {
+        f = b ^ c ^ d;
+        k = 0xCA62C1D6u;
+      }
+      uint32_t t = sseb_rol32(a, 5) + f + e + k + w[i];
+      e = d;
+      d = c;
+      c = sseb_rol32(b, 30);
+      b = a;
+      a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+  }
+  for (int i = 0; i < 5; i++) {
+    out[4 * i] = (uint8_t)(h[i] >> 24);
+    out[4 * i + 1] = (uint8_t)(h[i] >> 16);
+    out[4 * i + 2] = (uint8_t)(h[i] >> 8);
+    out[4 * i + 3] = (uint8_t)h[i];
+  }
+}
+
+/* Standard base64 with padding; out needs 4 * ceil(n / 3) + 1 bytes. */
+static void sseb_base64(const uint8_t *in, size_t n, char *out) {
+  static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)in[i] << 16;
+    if (i + 1 < n)
+      v |= (uint32_t)in[i + 1] << 8;
+    if (i + 2 < n)
+      v |= in[i + 2];
+    out[o++] = tab[(v >> 18) & 63];
+    out[o++] = tab[(v >> 12) & 63];
+    out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+    out[o++] = i + 2 < n ? tab[v & 63] : '=';
+  }
+  out[o] = '\0';
+}
+
+/* Sec-WebSocket-Accept for a 24-character key: base64(SHA-1(key + GUID)), 28 chars. */
+static void sseb_ws_accept(const char key[24], char out[29]) {
+  char cat[24 + sizeof SSEB_WS_GUID];
+  memcpy(cat, key, 24);
+  memcpy(cat + 24, SSEB_WS_GUID, sizeof SSEB_WS_GUID - 1);
+  uint8_t d[20];
+  sseb_sha1(cat, 24 + sizeof SSEB_WS_GUID - 1, d);
+  sseb_base64(d, sizeof d, out);
 }
 
 /* ------------------------------------------------------------------------------------
@@ -378,6 +561,13 @@ typedef struct sseb_head_s {
   int chunked;         /* Transfer-Encoding: chunked */
   int event_stream;    /* Content-Type: text/event-stream */
   long content_length; /* -1 when absent */
+  /* WebSocket upgrade answers */
+  int upgrade_ws;    /* Upgrade: websocket */
+  int conn_upgrade;  /* Connection: has the upgrade token */
+  int ext_deflate;   /* Sec-WebSocket-Extensions: permessage-deflate */
+  int ext_snct;      /* ... with server_no_context_takeover */
+  int ext_other;     /* an extension header naming anything else */
+  char accept[64];   /* Sec-WebSocket-Accept, trimmed; "" when absent */
 } sseb_head_t;
 
 /* Parses a response head of `len` bytes (status line and headers, without the final
@@ -387,6 +577,8 @@ static void sseb_head_parse(const char *p, size_t len, sseb_head_t *h) {
   h->chunked = 0;
   h->event_stream = 0;
   h->content_length = -1;
+  h->upgrade_ws = h->conn_upgrade = h->ext_deflate = h->ext_snct = h->ext_other = 0;
+  h->accept[0] = '\0';
   if (len >= 12 && memcmp(p, "HTTP/1.", 7) == 0 && p[8] == ' ' && p[9] >= '1' && p[9] <= '5' &&
       p[10] >= '0' && p[10] <= '9' && p[11] >= '0' && p[11] <= '9')
     h->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
@@ -399,6 +591,8 @@ static void sseb_head_parse(const char *p, size_t len, sseb_head_t *h) {
     char buf[256];
     size_t cl = llen < sizeof buf - 1 ? llen : sizeof buf - 1;
     memcpy(buf, line, cl);
+    while (cl > 0 && (buf[cl - 1] == '\r' || buf[cl - 1] == ' ' || buf[cl - 1] == '\t'))
+      cl--;
     buf[cl] = '\0';
     if (strncasecmp(buf, "transfer-encoding:", 18) == 0 && strcasestr(buf, "chunked"))
       h->chunked = 1;
@@ -406,6 +600,25 @@ static void sseb_head_parse(const char *p, size_t len, sseb_head_t *h) {
       h->event_stream = 1;
     else if (strncasecmp(buf, "content-length:", 15) == 0)
       h->content_length = strtol(buf + 15, NULL, 10);
+    else if (strncasecmp(buf, "upgrade:", 8) == 0 && strcasestr(buf + 8, "websocket"))
+      h->upgrade_ws = 1;
+    else if (strncasecmp(buf, "connection:", 11) == 0 && strcasestr(buf + 11, "upgrade"))
+      h->conn_upgrade = 1;
+    else if (strncasecmp(buf, "sec-websocket-accept:", 21) == 0) {
+      const char *v = buf + 21;
+      while (*v == ' ' || *v == '\t')
+        v++;
+      size_t al = strlen(v) < sizeof h->accept - 1 ? strlen(v) : sizeof h->accept - 1;
+      memcpy(h->accept, v, al);
+      h->accept[al] = '\0';
+    } else if (strncasecmp(buf, "sec-websocket-extensions:", 25) == 0) {
+      if (strcasestr(buf + 25, "permessage-deflate"))
+        h->ext_deflate = 1;
+      else
+        h->ext_other = 1;
+      if (strcasestr(buf + 25, "server_no_context_takeover"))
+        h->ext_snct = 1;
+    }
     line = eol;
   }
 }
@@ -434,19 +647,35 @@ typedef struct sseb_opts_s {
   long server_pid;      /* 0 = no server figures */
   double timeout_s;
   int json;
+  int ws;      /* --transport ws */
+  int deflate; /* --deflate: offer permessage-deflate */
+  int pad;     /* SSEB_PAD_*: what fills "p" */
+  int inflate_all; /* --inflate-every-copy: no cache of inflated messages */
 } sseb_opts_t;
+
+enum { SSEB_PAD_X, SSEB_PAD_WORDS, SSEB_PAD_RANDOM };
+static const char *const sseb_pad_names[] = {"x", "words", "random"};
 
 static void sseb_usage(FILE *f) {
   fputs(
       "usage: ssebench --port P [options]\n"
       "  --host ADDR         loopback address of the server (127.0.0.1)\n"
       "  --port P            server port (required)\n"
+      "  --transport T       sse (GET /sse/{channel}) or ws (GET /ws/{channel}) (sse)\n"
+      "  --deflate           with --transport ws: offer permessage-deflate\n"
+      "  --inflate-every-copy  inflate every subscriber's copy of a message, as N real\n"
+      "                      clients would; by default a copy byte-identical to one\n"
+      "                      already inflated reuses its result, so the load generator\n"
+      "                      keeps up with the server\n"
       "  --channel NAME      channel to subscribe and publish to (bench)\n"
-      "  --subscribers N     SSE streams to open (100)\n"
+      "  --subscribers N     SSE streams or WebSockets to open (100)\n"
       "  --messages M        messages to publish (100)\n"
       "  --rate R            messages per second; 0 = unlimited, window-paced (100)\n"
       "  --window W          with --rate 0: messages not yet delivered to all (8)\n"
       "  --payload BYTES     size of each message's data (64)\n"
+      "  --pad KIND          padding text: x (xxxx, compresses to nothing), words (a\n"
+      "                      varied vocabulary, compresses about like text) or random\n"
+      "                      (base64-like, hardly compresses) (x)\n"
       "  --publishers K      keep-alive publisher connections (1)\n"
       "  --server-pid PID    read the server's RSS and CPU time from /proc/PID\n"
       "  --timeout S         stop S seconds after the last publish, or after S seconds\n"
@@ -478,6 +707,10 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       {"server-pid", required_argument, NULL, 's'},
       {"timeout", required_argument, NULL, 't'},
       {"json", no_argument, NULL, 'j'},
+      {"transport", required_argument, NULL, 'T'},
+      {"deflate", no_argument, NULL, 'D'},
+      {"pad", required_argument, NULL, 'P'},
+      {"inflate-every-copy", no_argument, NULL, 'I'},
       {"help", no_argument, NULL, 'H'},
       {NULL, 0, NULL, 0},
   };
@@ -509,6 +742,26 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       case 's': o->server_pid = (long)sseb_parse_num("--server-pid", optarg, 1, 4194304); break;
       case 't': o->timeout_s = sseb_parse_num("--timeout", optarg, 0.1, 3600); break;
       case 'j': o->json = 1; break;
+      case 'T':
+        if (strcmp(optarg, "ws") == 0 || strcmp(optarg, "websocket") == 0)
+          o->ws = 1;
+        else if (strcmp(optarg, "sse") == 0)
+          o->ws = 0;
+        else
+          sseb_die("--transport must be sse or ws, got '%s'", optarg);
+        break;
+      case 'D': o->deflate = 1; break;
+      case 'I': o->inflate_all = 1; break;
+      case 'P': {
+        int k = -1;
+        for (int i = 0; i < 3; i++)
+          if (strcmp(optarg, sseb_pad_names[i]) == 0)
+            k = i;
+        if (k < 0)
+          sseb_die("--pad must be x, words or random, got '%s'", optarg);
+        o->pad = k;
+        break;
+      }
       case 'H': sseb_usage(stdout); exit(0);
       default: sseb_usage(stderr); exit(2);
     }
@@ -517,6 +770,10 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
     sseb_die("unexpected argument '%s' (see --help)", argv[optind]);
   if (o->port == 0)
     sseb_die("--port is required (see --help)");
+  if (o->deflate && !o->ws)
+    sseb_die("--deflate needs --transport ws");
+  if (o->inflate_all && !o->deflate)
+    sseb_die("--inflate-every-copy needs --transport ws --deflate");
   const char *host = strcmp(o->host, "localhost") == 0 ? "127.0.0.1" : o->host;
   if (inet_pton(AF_INET, host, &o->addr) != 1)
     sseb_die("--host must be an IPv4 loopback address, got '%s'", o->host);
@@ -618,7 +875,7 @@ enum {
   SSEB_SUB_IDLE,       /* not started */
   SSEB_SUB_CONNECTING, /* connect() in progress or request not fully written */
   SSEB_SUB_HEAD,       /* reading the response head */
-  SSEB_SUB_STREAM,     /* reading events */
+  SSEB_SUB_STREAM,     /* reading events (SSE) or frames (WebSocket) */
   SSEB_SUB_CLOSED      /* closed by either side or failed; fd is -1 */
 };
 
@@ -631,11 +888,21 @@ typedef struct sseb_sub_s {
   uint8_t has_id;     /* the event being read has an id: line */
   uint8_t has_offset; /* last_offset holds the offset of a delivered message */
   uint8_t event_len;  /* bytes in event[]; 0 = default name `message` */
+  uint8_t ws_deflate; /* WebSocket: permessage-deflate negotiated */
+  uint8_t ws_frag;    /* WebSocket: inside a fragmented message */
+  uint8_t ws_msg_op;  /* WebSocket: opcode of that message */
+  uint8_t ws_msg_z;   /* WebSocket: that message is compressed (RSV1 on its first frame) */
+  uint8_t want_out;   /* EPOLLOUT registered for `out` */
   uint32_t req_off;   /* request bytes already written */
+  uint32_t ws_msg_wire; /* WebSocket: wire bytes of the fragmented message so far */
   char event[SSEB_EVENT_MAX];
+  char ws_key[24];    /* WebSocket: Sec-WebSocket-Key sent (base64, no NUL) */
   sseb_chunk_t chunk;
-  sseb_buf_t carry;     /* response head, or the start of an SSE line split across reads */
-  sseb_buf_t data;      /* data: lines of the event being read, joined with '\n' */
+  sseb_buf_t carry; /* response head, or the start of an SSE line / a WebSocket frame
+                       split across reads */
+  sseb_buf_t data;  /* SSE: data: lines of the event being read, joined with '\n';
+                       WebSocket: the fragments of a fragmented message */
+  sseb_buf_t out;   /* WebSocket: control frames (pong, close) not yet written */
   uint64_t id_offset;   /* offset part of the event's id, if has_id */
   uint64_t last_offset; /* offset of the last message delivered */
   int64_t max_seq;      /* highest seq seen; -1 before any */
@@ -659,9 +926,10 @@ typedef struct sseb_s {
   sseb_opts_t o;
   int ep;
   int tfd;        /* timerfd pacing the rate mode */
-  char req[1024]; /* the subscriber request, the same for all */
+  char req[1024]; /* the subscriber request, the same for all (WebSocket: but the key) */
   size_t req_len;
-  size_t line_max; /* longest SSE line or data accepted */
+  size_t req_key_off; /* WebSocket: where the 24-byte key goes in req */
+  size_t line_max;    /* longest SSE line or data, or WebSocket message, accepted */
   uint32_t n_src;  /* source addresses used (1 = no binding) */
 
   sseb_sub_t *subs;
@@ -699,6 +967,24 @@ typedef struct sseb_s {
   uint64_t other_events;
   char sub_error[256]; /* the first subscriber failure, for the report */
   sseb_hist_t lat;
+
+  /* WebSocket */
+  z_stream z;            /* raw inflater, reset for every compressed message */
+  sseb_buf_t zbuf;       /* the message being inflated */
+  struct {
+    sseb_buf_t in;  /* compressed payload */
+    sseb_buf_t out; /* what it inflated to */
+  } zcache[SSEB_ZCACHE];
+  uint32_t zcache_next; /* round-robin victim */
+  uint64_t inflates;    /* messages actually inflated (the rest came from the cache) */
+  uint32_t ws_deflated;  /* subscribers that negotiated permessage-deflate */
+  uint64_t ws_msgs;      /* `message` messages received (deliveries, dups, foreign) */
+  uint64_t ws_msg_wire;  /* their bytes on the wire: frame headers + payload */
+  uint64_t ws_msg_json;  /* their JSON bytes (after inflating) */
+  uint64_t ws_msg_z;     /* those of them that came compressed */
+  uint64_t ws_welcomes;
+  uint64_t ws_pings;  /* pings answered */
+  uint64_t ws_closes; /* close frames received */
 
   /* timeline (CLOCK_MONOTONIC ns) */
   uint64_t t_connect_start;
@@ -788,13 +1074,21 @@ static void sseb_sub_close(sseb_sub_t *s, const char *why) {
   sseb_settle();
   sseb_buf_free(&s->carry);
   sseb_buf_free(&s->data);
+  sseb_buf_free(&s->out);
 }
 
 /* Writes what is left of the request. Returns 0 when all is written (the socket then
  * waits for input), 1 when it must wait for writability, -1 on error (s closed). */
 static int sseb_sub_send_request(sseb_sub_t *s) {
+  char ws_req[sizeof g.req];
+  const char *req = g.req;
+  if (g.o.ws) { /* the shared request with this subscriber's key */
+    memcpy(ws_req, g.req, g.req_len);
+    memcpy(ws_req + g.req_key_off, s->ws_key, sizeof s->ws_key);
+    req = ws_req;
+  }
   while (s->req_off < g.req_len) {
-    ssize_t w = send(s->fd, g.req + s->req_off, g.req_len - s->req_off, MSG_NOSIGNAL);
+    ssize_t w = send(s->fd, req + s->req_off, g.req_len - s->req_off, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         return 1;
@@ -818,6 +1112,15 @@ static void sseb_sub_start(uint32_t i) {
   sseb_sub_t *s = &g.subs[i];
   g.started++;
   s->max_seq = -1;
+  if (g.o.ws) {
+    uint8_t nonce[16];
+    uint64_t r0 = sseb_rand(), r1 = sseb_rand();
+    memcpy(nonce, &r0, 8);
+    memcpy(nonce + 8, &r1, 8);
+    char key[25];
+    sseb_base64(nonce, sizeof nonce, key);
+    memcpy(s->ws_key, key, sizeof s->ws_key);
+  }
   s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (s->fd < 0)
     sseb_die("socket: %s (subscriber %u)", strerror(errno), i);
@@ -854,12 +1157,13 @@ static void sseb_sub_start(uint32_t i) {
  * Subscribers: the SSE stream
  * ---------------------------------------------------------------------------------- */
 
-/* A `message` event carrying one of our messages arrived on s at `now`. */
-static void sseb_sub_message(sseb_sub_t *s, uint64_t now) {
+/* A message with data [d, d+dlen) arrived on s at `now`; has_id and id_offset give the
+ * channel offset from its id when it had a readable one. Used by both transports. */
+static void sseb_deliver(sseb_sub_t *s, const char *d, size_t dlen, int has_id,
+                         uint64_t id_offset, uint64_t now) {
   uint64_t seq, t;
-  if (sseb_json_u64(s->data.p, s->data.len, "seq", &seq) != 0 ||
-      sseb_json_u64(s->data.p, s->data.len, "t", &t) != 0 || seq >= g.o.messages ||
-      seq >= g.next_seq || t > now) {
+  if (sseb_json_u64(d, dlen, "seq", &seq) != 0 || sseb_json_u64(d, dlen, "t", &t) != 0 ||
+      seq >= g.o.messages || seq >= g.next_seq || t > now) {
     g.bad_data++;
     return;
   }
@@ -872,18 +1176,18 @@ static void sseb_sub_message(sseb_sub_t *s, uint64_t now) {
     return;
   }
   *w |= bit;
-  if (s->has_id) {
+  if (has_id) {
     /* Order is judged on the channel offsets the server assigned: with several
      * publishers the seqs may legitimately reach the channel in another order. */
-    if (s->has_offset && s->id_offset <= s->last_offset) {
+    if (s->has_offset && id_offset <= s->last_offset) {
       s->ooo++;
       g.ooo++;
     }
-    s->last_offset = s->id_offset;
+    s->last_offset = id_offset;
     s->has_offset = 1;
     if (g.offset_of[seq] == 0)
-      g.offset_of[seq] = s->id_offset;
-    else if (g.offset_of[seq] != s->id_offset)
+      g.offset_of[seq] = id_offset;
+    else if (g.offset_of[seq] != id_offset)
       g.id_mismatch++;
   } else if ((int64_t)seq < s->max_seq) {
     s->ooo++;
@@ -900,6 +1204,21 @@ static void sseb_sub_message(sseb_sub_t *s, uint64_t now) {
   }
 }
 
+/* A `message` event carrying one of our messages arrived on s at `now`. */
+static void sseb_sub_message(sseb_sub_t *s, uint64_t now) {
+  sseb_deliver(s, s->data.p, s->data.len, s->has_id, s->id_offset, now);
+}
+
+/* s is ready for messages: SSE `connected` event, WebSocket `subscribed`. */
+static void sseb_sub_ready(sseb_sub_t *s, uint64_t now) {
+  if (!s->connected) {
+    s->connected = 1;
+    g.connected++;
+    if (g.connected == g.o.subscribers)
+      g.t_connected = now;
+  }
+}
+
 /* The blank line ending an event: dispatch it and reset the event state. */
 static void sseb_sub_dispatch(sseb_sub_t *s, uint64_t now) {
   const char *name = s->event_len ? s->event : "message";
@@ -908,12 +1227,7 @@ static void sseb_sub_dispatch(sseb_sub_t *s, uint64_t now) {
   if (s->data.len == 0 && s->event_len == 0) {
     /* nothing to dispatch (e.g. a lone `retry:` block) */
   } else if (SSEB_IS("connected")) {
-    if (!s->connected) {
-      s->connected = 1;
-      g.connected++;
-      if (g.connected == g.o.subscribers)
-        g.t_connected = now;
-    }
+    sseb_sub_ready(s, now);
   } else if (SSEB_IS("message")) {
     sseb_sub_message(s, now);
   } else if (SSEB_IS("heartbeat")) {
@@ -1025,8 +1339,339 @@ static int sseb_sub_feed(sseb_sub_t *s, const char *p, size_t n, uint64_t now) {
   return 0;
 }
 
+/* ------------------------------------------------------------------------------------
+ * Subscribers: WebSocket frames
+ * ---------------------------------------------------------------------------------- */
+
+/* Writes what is queued in s->out; registers for writability while some is left.
+ * Returns 0, or -1 when s was closed. */
+static int sseb_sub_flush(sseb_sub_t *s) {
+  while (s->out.len > 0) {
+    ssize_t w = send(s->fd, s->out.p, s->out.len, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+      char why[96];
+      snprintf(why, sizeof why, "send: %s", strerror(errno));
+      sseb_sub_close(s, why);
+      return -1;
+    }
+    sseb_buf_consume(&s->out, (size_t)w);
+  }
+  int want = s->out.len > 0;
+  if (want != s->want_out) {
+    sseb_ep_ctl(EPOLL_CTL_MOD, s->fd, EPOLLIN | (want ? EPOLLOUT : 0u), SSEB_TAG_SUB,
+                (uint32_t)(s - g.subs));
+    s->want_out = (uint8_t)want;
+  }
+  return 0;
+}
+
+/* Builds a masked control frame (len <= 125) in f; returns its size. */
+static size_t sseb_ws_control(uint8_t f[6 + 125], unsigned op, const uint8_t *payload,
+                              size_t len) {
+  uint32_t mask = (uint32_t)sseb_rand();
+  f[0] = (uint8_t)(0x80u | op);
+  f[1] = (uint8_t)(0x80u | len);
+  memcpy(f + 2, &mask, 4);
+  for (size_t i = 0; i < len; i++)
+    f[6 + i] = payload[i] ^ f[2 + (i & 3)];
+  return 6 + len;
+}
+
+/* Queues a masked control frame and writes what it can. Returns 0, or -1 when s was
+ * closed. */
+static int sseb_ws_send_control(sseb_sub_t *s, unsigned op, const uint8_t *payload, size_t len) {
+  uint8_t f[6 + 125];
+  size_t n = sseb_ws_control(f, op, payload, len);
+  sseb_buf_append(&s->out, (const char *)f, n, (size_t)-1);
+  return sseb_sub_flush(s);
+}
+
+/* Protocol violation by the server: reported, and s closed. Returns -1. */
+static int sseb_ws_fail(sseb_sub_t *s, const char *what) {
+  char why[160];
+  snprintf(why, sizeof why, "WebSocket protocol: %s", what);
+  sseb_sub_close(s, why);
+  return -1;
+}
+
+/* Inflates one permessage-deflate message into g.zbuf: the payload, then the 00 00 ff ff
+ * the sender removed (RFC 7692 7.2.2), from a reset inflater, as the server takes no
+ * context over (server_no_context_takeover). Returns 0, or -1. */
+static int sseb_inflate(const uint8_t *p, size_t n) {
+  static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+  if (inflateReset(&g.z) != Z_OK)
+    return -1;
+  g.zbuf.len = 0;
+  for (int part = 0; part < 2; part++) {
+    g.z.next_in = (Bytef *)(part == 0 ? p : tail);
+    g.z.avail_in = (uInt)(part == 0 ? n : sizeof tail);
+    for (;;) {
+      sseb_buf_reserve(&g.zbuf, 4096);
+      g.z.next_out = (Bytef *)g.zbuf.p + g.zbuf.len;
+      g.z.avail_out = (uInt)(g.zbuf.cap - g.zbuf.len);
+      uInt before = g.z.avail_out;
+      int rc = inflate(&g.z, Z_SYNC_FLUSH);
+      g.zbuf.len += before - g.z.avail_out;
+      if (g.zbuf.len > g.line_max)
+        return -1;
+      if (rc == Z_STREAM_END)
+        return 0; /* a final block: whatever follows is not data */
+      if (rc != Z_OK && rc != Z_BUF_ERROR)
+        return -1;
+      if (g.z.avail_out != 0) {
+        if (g.z.avail_in != 0)
+          return -1; /* stuck with input left */
+        break;
+      }
+    }
+  }
+  return 0;
+}
+
+/* Inflates a compressed message, or finds what it inflates to among the last
+ * SSEB_ZCACHE distinct ones: tutti compresses each publication once and sends the same
+ * bytes to every subscriber (no context takeover), so N copies need one inflate. The
+ * match is exact (length and every byte), so the result is what inflating would give.
+ * Sets *out, *outlen; returns 0, or -1. */
+static int sseb_inflate_cached(const uint8_t *p, size_t n, const char **out, size_t *outlen) {
+  if (!g.o.inflate_all)
+    for (uint32_t k = 0; k < SSEB_ZCACHE; k++) {
+      uint32_t i = (g.zcache_next + SSEB_ZCACHE - 1 - k) % SSEB_ZCACHE; /* newest first */
+      if (g.zcache[i].in.len == n && n > 0 && memcmp(g.zcache[i].in.p, p, n) == 0) {
+        *out = g.zcache[i].out.p;
+        *outlen = g.zcache[i].out.len;
+        return 0;
+      }
+    }
+  g.inflates++;
+  if (sseb_inflate(p, n) != 0)
+    return -1;
+  if (g.o.inflate_all) {
+    *out = g.zbuf.p;
+    *outlen = g.zbuf.len;
+    return 0;
+  }
+  uint32_t i = g.zcache_next;
+  g.zcache_next = (i + 1) % SSEB_ZCACHE;
+  g.zcache[i].in.len = g.zcache[i].out.len = 0;
+  sseb_buf_append(&g.zcache[i].in, (const char *)p, n, (size_t)-1);
+  sseb_buf_append(&g.zcache[i].out, g.zbuf.p, g.zbuf.len, (size_t)-1);
+  *out = g.zcache[i].out.p;
+  *outlen = g.zcache[i].out.len;
+  return 0;
+}
+
+/* One complete text message (JSON) of `wire` bytes on the wire; z: it came compressed. */
+static int sseb_ws_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, int z,
+                        uint64_t now) {
+  const char *type;
+  size_t tlen;
+  if (sseb_json_str(p, n, "type", &type, &tlen) != 0) {
+    g.bad_data++;
+    return 0;
+  }
+#define SSEB_TYPE(lit) (tlen == sizeof(lit) - 1 && memcmp(type, lit, tlen) == 0)
+  if (SSEB_TYPE("message")) {
+    g.ws_msgs++;
+    g.ws_msg_wire += wire;
+    g.ws_msg_json += n;
+    g.ws_msg_z += (uint64_t)(z != 0);
+    /* {"type":"message","channel":..,"id":"E:O","event":..,"data":<published JSON>} */
+    const char *id, *d = NULL;
+    size_t idlen;
+    int has_id = 0;
+    uint64_t off = 0;
+    if (sseb_json_str(p, n, "id", &id, &idlen) == 0) {
+      const char *c = id + idlen;
+      while (c > id && c[-1] != ':')
+        c--;
+      has_id = c > id && c < id + idlen;
+      for (const char *q = c; has_id && q < id + idlen; q++) {
+        if (*q < '0' || *q > '9' || off > UINT64_MAX / 10 - 9)
+          has_id = 0;
+        else
+          off = off * 10 + (uint64_t)(*q - '0');
+      }
+      has_id = has_id && off > 0;
+      d = memmem(id, (size_t)(p + n - id), "\"data\":", 7);
+    }
+    if (d == NULL) {
+      g.bad_data++;
+      return 0;
+    }
+    d += 7;
+    sseb_deliver(s, d, (size_t)(p + n - d), has_id, off, now);
+  } else if (SSEB_TYPE("subscribed")) {
+    sseb_sub_ready(s, now);
+  } else if (SSEB_TYPE("welcome")) {
+    g.ws_welcomes++;
+  } else if (SSEB_TYPE("error")) {
+    g.sse_errors++;
+    sseb_note(g.sub_error, sizeof g.sub_error, "subscriber %ld got error: %.*s",
+              (long)(s - g.subs), (int)(n > 160 ? 160 : n), p);
+  } else {
+    g.other_events++;
+  }
+#undef SSEB_TYPE
+  return 0;
+}
+
+/* One complete data message. Returns 0, or -1 when s was closed. */
+static int sseb_ws_message(sseb_sub_t *s, unsigned op, int z, const uint8_t *p, size_t n,
+                           size_t wire, uint64_t now) {
+  if (z) {
+    const char *plain;
+    if (sseb_inflate_cached(p, n, &plain, &n) != 0)
+      return sseb_ws_fail(s, "a compressed message does not inflate (or is over the limit)");
+    p = (const uint8_t *)plain;
+  }
+  if (op == 0x2) { /* binary: not ours */
+    g.other_events++;
+    return 0;
+  }
+  return sseb_ws_text(s, (const char *)p, n, wire, z, now);
+}
+
+/* One frame: first header byte b0, payload [p, p+len), wire bytes in all. Returns 0, or
+ * -1 when s was closed. */
+static int sseb_ws_frame(sseb_sub_t *s, uint8_t b0, const uint8_t *p, size_t len, size_t wire,
+                         uint64_t now) {
+  int fin = (b0 & 0x80) != 0, rsv1 = (b0 & 0x40) != 0;
+  unsigned op = b0 & 0x0fu;
+  if (b0 & 0x30)
+    return sseb_ws_fail(s, "RSV2 or RSV3 set");
+  if (op >= 0x8) {
+    if (!fin || len > 125 || rsv1)
+      return sseb_ws_fail(s, "control frame fragmented, over 125 bytes or with RSV1");
+    if (op == 0x8) {
+      unsigned code = len >= 2 ? (unsigned)p[0] << 8 | p[1] : 1005;
+      char why[200];
+      snprintf(why, sizeof why, "close frame from the server, code %u%s%.*s", code,
+               len > 2 ? ": " : "", (int)(len > 2 ? len - 2 : 0), (const char *)p + 2);
+      g.ws_closes++;
+      /* Answer with the same code, best effort and only when nothing else is queued:
+       * the socket is closed right after. */
+      if (s->out.len == 0) {
+        uint8_t f[6 + 125];
+        size_t fl = sseb_ws_control(f, 0x8, p, len >= 2 ? 2 : 0);
+        if (send(s->fd, f, fl, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+          /* ignored: the server may have gone already */
+        }
+      }
+      sseb_sub_close(s, why);
+      return -1;
+    }
+    if (op == 0x9) {
+      g.ws_pings++;
+      return sseb_ws_send_control(s, 0xA, p, len);
+    }
+    if (op == 0xA)
+      return 0; /* unsolicited pong: ignored */
+    return sseb_ws_fail(s, "reserved control opcode");
+  }
+  if (rsv1 && (!s->ws_deflate || op == 0x0))
+    return sseb_ws_fail(s, "RSV1 without permessage-deflate, or on a continuation");
+  if (op == 0x1 || op == 0x2) {
+    if (s->ws_frag)
+      return sseb_ws_fail(s, "a new message inside a fragmented one");
+    if (fin)
+      return sseb_ws_message(s, op, rsv1, p, len, wire, now);
+    s->ws_frag = 1;
+    s->ws_msg_op = (uint8_t)op;
+    s->ws_msg_z = (uint8_t)rsv1;
+    s->ws_msg_wire = (uint32_t)wire;
+    s->data.len = 0;
+    if (sseb_buf_append(&s->data, (const char *)p, len, g.line_max) != 0)
+      return sseb_ws_fail(s, "message over the size limit");
+    return 0;
+  }
+  if (op == 0x0) {
+    if (!s->ws_frag)
+      return sseb_ws_fail(s, "continuation without a start");
+    if (sseb_buf_append(&s->data, (const char *)p, len, g.line_max) != 0)
+      return sseb_ws_fail(s, "message over the size limit");
+    s->ws_msg_wire += (uint32_t)wire;
+    if (!fin)
+      return 0;
+    s->ws_frag = 0;
+    if (sseb_ws_message(s, s->ws_msg_op, s->ws_msg_z, (const uint8_t *)s->data.p, s->data.len,
+                        s->ws_msg_wire, now) != 0)
+      return -1;
+    s->data.len = 0;
+    return 0;
+  }
+  return sseb_ws_fail(s, "reserved data opcode");
+}
+
+/* Handles the complete frames at the start of [p, p+n); sets *used to their bytes.
+ * Returns 0, or -1 when s was closed. */
+static int sseb_ws_frames(sseb_sub_t *s, const uint8_t *p, size_t n, size_t *used,
+                          uint64_t now) {
+  size_t i = 0;
+  while (n - i >= 2) {
+    uint8_t b0 = p[i], b1 = p[i + 1];
+    uint64_t len = b1 & 0x7fu;
+    size_t hl = 2;
+    if (b1 & 0x80)
+      return sseb_ws_fail(s, "masked frame from the server");
+    if (len == 126) {
+      if (n - i < 4)
+        break;
+      len = (uint64_t)p[i + 2] << 8 | p[i + 3];
+      hl = 4;
+      if (len < 126)
+        return sseb_ws_fail(s, "16-bit length under 126");
+    } else if (len == 127) {
+      if (n - i < 10)
+        break;
+      len = 0;
+      for (int k = 0; k < 8; k++)
+        len = len << 8 | p[i + 2 + k];
+      hl = 10;
+      if (len >> 63)
+        return sseb_ws_fail(s, "64-bit length with the high bit set");
+      if (len < 65536)
+        return sseb_ws_fail(s, "64-bit length under 65536");
+    }
+    if (len > g.line_max)
+      return sseb_ws_fail(s, "frame over the size limit");
+    if (n - i - hl < len)
+      break;
+    if (sseb_ws_frame(s, b0, p + i + hl, (size_t)len, hl + (size_t)len, now) != 0)
+      return -1;
+    i += hl + (size_t)len;
+  }
+  *used = i;
+  return 0;
+}
+
+/* Bytes after the 101. Complete frames are handled in place; a frame split across reads
+ * is gathered in s->carry. Returns 0, or -1 when s was closed. */
+static int sseb_ws_feed(sseb_sub_t *s, const char *p, size_t n, uint64_t now) {
+  size_t used;
+  if (s->carry.len == 0) {
+    if (sseb_ws_frames(s, (const uint8_t *)p, n, &used, now) != 0)
+      return -1;
+    if (used < n && sseb_buf_append(&s->carry, p + used, n - used, g.line_max + 14) != 0)
+      return sseb_ws_fail(s, "frame over the size limit");
+    return 0;
+  }
+  if (sseb_buf_append(&s->carry, p, n, g.line_max + 14) != 0)
+    return sseb_ws_fail(s, "frame over the size limit");
+  if (sseb_ws_frames(s, (const uint8_t *)s->carry.p, s->carry.len, &used, now) != 0)
+    return -1;
+  sseb_buf_consume(&s->carry, used);
+  return 0;
+}
+
 /* Body bytes of s's response, raw (possibly chunked), in a buffer s may overwrite. */
 static int sseb_sub_body(sseb_sub_t *s, char *p, size_t n, uint64_t now) {
+  if (g.o.ws)
+    return sseb_ws_feed(s, p, n, now);
   if (!s->chunked)
     return sseb_sub_feed(s, p, n, now);
   size_t used;
@@ -1048,6 +1693,33 @@ static int sseb_sub_body(sseb_sub_t *s, char *p, size_t n, uint64_t now) {
 static int sseb_sub_head(sseb_sub_t *s, size_t hlen) {
   sseb_head_t h;
   sseb_head_parse(s->carry.p, hlen - 4, &h);
+  if (g.o.ws) {
+    char why[200], accept[29];
+    const char *bad = NULL;
+    sseb_ws_accept(s->ws_key, accept);
+    if (h.status != 101 || !h.upgrade_ws || !h.conn_upgrade) {
+      size_t bl = s->carry.len - hlen;
+      snprintf(why, sizeof why, "HTTP %d%s: %.*s", h.status,
+               h.status == 101 ? " without Upgrade: websocket / Connection: Upgrade" : "",
+               (int)(bl > 120 ? 120 : bl), s->carry.p + hlen);
+      bad = why;
+    } else if (strcmp(h.accept, accept) != 0) {
+      snprintf(why, sizeof why, "Sec-WebSocket-Accept '%.40s', expected '%s'", h.accept, accept);
+      bad = why;
+    } else if (h.ext_other || (h.ext_deflate && !g.o.deflate)) {
+      bad = "an extension in the answer that was not offered";
+    } else if (h.ext_deflate && !h.ext_snct) {
+      bad = "permessage-deflate without server_no_context_takeover";
+    }
+    if (bad != NULL) {
+      sseb_sub_close(s, bad);
+      return -1;
+    }
+    s->ws_deflate = (uint8_t)h.ext_deflate;
+    g.ws_deflated += (uint32_t)h.ext_deflate;
+    s->state = SSEB_SUB_STREAM;
+    return 0;
+  }
   if (h.status != 200 || !h.event_stream) {
     char why[200];
     size_t bl = s->carry.len - hlen;
@@ -1122,6 +1794,9 @@ static void sseb_sub_event(uint32_t i, uint32_t events, char *buf) {
       sseb_sub_send_request(s);
     return;
   }
+  if (s->state == SSEB_SUB_STREAM && (events & EPOLLOUT) && s->out.len > 0 &&
+      sseb_sub_flush(s) != 0)
+    return;
   if (s->state == SSEB_SUB_HEAD || s->state == SSEB_SUB_STREAM) {
     if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
       sseb_sub_readable(s, buf);
@@ -1177,6 +1852,38 @@ static void sseb_pub_flush(sseb_pub_t *p) {
   }
 }
 
+/* Appends `pad` bytes of JSON-safe filler for message seq (--pad words or random), the
+ * same for a given seq in every run. */
+static void sseb_pad_fill(sseb_buf_t *b, size_t pad, uint32_t seq) {
+  static const char *const words[] = {
+      "note", "on",   "off",  "C4",  "D#4",  "G4",    "Bb3",  "A5",  "velocity", "96",
+      "112",  "64",   "dur",  "0.25", "0.5", "1",     "beat", "bar", "chord",    "maj7",
+      "min",  "sus4", "track", "piano", "bass", "drums", "pan", "-12", "gain",    "tempo",
+      "120",  "swing"};
+  static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  uint64_t x = 0x9E3779B97F4A7C15ull * ((uint64_t)seq + 1);
+  sseb_buf_reserve(b, pad);
+  char *o = b->p + b->len;
+  size_t i = 0;
+  while (i < pad) {
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    uint64_t r = x * 0x2545F4914F6CDD1Dull;
+    if (g.o.pad == SSEB_PAD_RANDOM) {
+      for (int k = 0; k < 10 && i < pad; k++, r >>= 6)
+        o[i++] = b64[r & 63];
+    } else {
+      const char *w = words[r % (sizeof words / sizeof *words)];
+      if (i > 0)
+        o[i++] = ' ';
+      for (; *w && i < pad; w++)
+        o[i++] = *w;
+    }
+  }
+  b->len += pad;
+}
+
 /* Queues the request publishing message g.next_seq on a live publisher and writes it.
  * Returns 0, or -1 when no publisher is left. */
 static int sseb_publish_next(void) {
@@ -1209,12 +1916,16 @@ static int sseb_publish_next(void) {
   if (pad) {
     sseb_buf_append(&p->out, ",\"p\":\"", 6, max);
     size_t at = p->out.len;
-    while (p->out.len < at + pad) {
-      static const char xs[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
-      size_t take = at + pad - p->out.len;
-      if (take > sizeof xs - 1)
-        take = sizeof xs - 1;
-      sseb_buf_append(&p->out, xs, take, max);
+    if (g.o.pad == SSEB_PAD_X) {
+      while (p->out.len < at + pad) {
+        static const char xs[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+        size_t take = at + pad - p->out.len;
+        if (take > sizeof xs - 1)
+          take = sizeof xs - 1;
+        sseb_buf_append(&p->out, xs, take, max);
+      }
+    } else {
+      sseb_pad_fill(&p->out, pad, seq);
     }
     sseb_buf_append(&p->out, "\"}", 2, max);
   } else {
@@ -1506,10 +2217,14 @@ static void sseb_report(void) {
   else
     snprintf(rate, sizeof rate, "unlimited (window %" PRIu32 ")", o->window);
 
-  printf("ssebench  %s:%u /sse/%s  N=%" PRIu32 " subscribers  M=%" PRIu32 " messages  %" PRIu32
-         " B  rate %s  %" PRIu32 " publisher%s\n",
-         o->host, o->port, o->channel, o->subscribers, o->messages, o->payload, rate, o->publishers,
-         o->publishers == 1 ? "" : "s");
+  char padkind[32] = "";
+  if (o->pad != SSEB_PAD_X)
+    snprintf(padkind, sizeof padkind, " (pad %s)", sseb_pad_names[o->pad]);
+  printf("ssebench  %s:%u /%s/%s%s  N=%" PRIu32 " subscribers  M=%" PRIu32 " messages  %" PRIu32
+         " B%s  rate %s  %" PRIu32 " publisher%s\n",
+         o->host, o->port, o->ws ? "ws" : "sse", o->channel,
+         o->deflate ? " (permessage-deflate offered)" : "", o->subscribers, o->messages,
+         o->payload, padkind, rate, o->publishers, o->publishers == 1 ? "" : "s");
   if (connect_s >= 0)
     printf("  connect            %" PRIu32 " streams in %.3f s (%.0f/s)\n", g.connected, connect_s,
            connect_s > 0 ? g.connected / connect_s : 0.0);
@@ -1528,9 +2243,30 @@ static void sseb_report(void) {
   printf("  duplicates         %" PRIu64 "\n", g.dups);
   printf("  out of order       %" PRIu64 "\n", g.ooo);
   printf("  id mismatches      %" PRIu64 "\n", g.id_mismatch);
-  printf("  closed early       %" PRIu32 "  (error events %" PRIu64 ", shutdown %" PRIu64
-         ", foreign data %" PRIu64 ")\n",
-         g.closed_early, g.sse_errors, g.shutdowns, g.bad_data);
+  double ws_wire = g.ws_msgs ? (double)g.ws_msg_wire / (double)g.ws_msgs : 0.0;
+  double ws_json = g.ws_msgs ? (double)g.ws_msg_json / (double)g.ws_msgs : 0.0;
+  if (o->ws)
+    printf("  closed early       %" PRIu32 "  (close frames %" PRIu64 ", error messages %" PRIu64
+           ", foreign data %" PRIu64 ")\n",
+           g.closed_early, g.ws_closes, g.sse_errors, g.bad_data);
+  else
+    printf("  closed early       %" PRIu32 "  (error events %" PRIu64 ", shutdown %" PRIu64
+           ", foreign data %" PRIu64 ")\n",
+           g.closed_early, g.sse_errors, g.shutdowns, g.bad_data);
+  if (o->ws) {
+    if (o->deflate)
+      printf("  websocket          permessage-deflate negotiated on %" PRIu32 " of %" PRIu32
+             " subscribers; %" PRIu64 " pings answered; %" PRIu64 " inflates%s\n",
+             g.ws_deflated, o->subscribers, g.ws_pings, g.inflates,
+             o->inflate_all ? " (every copy)" : " (identical copies reuse the result)");
+    else
+      printf("  websocket          permessage-deflate not offered; %" PRIu64 " pings answered\n",
+             g.ws_pings);
+    printf("  wire bytes         %.1f per delivery (message JSON %.1f B, %.1f %% of it on the "
+           "wire; %" PRIu64 " of %" PRIu64 " compressed)\n",
+           ws_wire, ws_json, ws_json > 0 ? 100.0 * ws_wire / ws_json : 0.0, g.ws_msg_z,
+           g.ws_msgs);
+  }
   if (o->server_pid) {
     printf(
         "  server RSS         %.1f MiB before connect, %.1f MiB connected "
@@ -1563,6 +2299,15 @@ static void sseb_report(void) {
                "\"server_pid\":null,\"rss_before_kib\":null,\"rss_connected_kib\":null,"
                "\"rss_end_kib\":null,\"rss_per_subscriber_kib\":null,"
                "\"server_cpu_s\":null,\"server_cpu_stat_s\":null,\"cpu_us_per_delivery\":null");
+    char wsf[400] = "";
+    if (o->ws)
+      snprintf(wsf, sizeof wsf,
+               ",\"transport\":\"ws\",\"deflate_offered\":%s,\"deflate_subscribers\":%" PRIu32
+               ",\"pad\":\"%s\",\"ws_messages\":%" PRIu64 ",\"ws_compressed\":%" PRIu64
+               ",\"wire_bytes_per_delivery\":%.1f,\"json_bytes_per_delivery\":%.1f"
+               ",\"close_frames\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"inflates\":%" PRIu64,
+               o->deflate ? "true" : "false", g.ws_deflated, sseb_pad_names[o->pad], g.ws_msgs,
+               g.ws_msg_z, ws_wire, ws_json, g.ws_closes, g.ws_pings, g.inflates);
     printf("{\"tool\":\"ssebench\",\"subscribers\":%" PRIu32 ",\"messages\":%" PRIu32
            ",\"rate\":%g,\"window\":%" PRIu32 ",\"payload\":%" PRIu32 ",\"publishers\":%" PRIu32
            ",\"connected\":%" PRIu32
@@ -1576,12 +2321,12 @@ static void sseb_report(void) {
            ",\"out_of_order\":%" PRIu64 ",\"id_mismatch\":%" PRIu64 ",\"closed_early\":%" PRIu32
            ",\"error_events\":%" PRIu64 ",\"foreign_data\":%" PRIu64
            ",%s,\"stop\":\"%s\","
-           "\"subscriber_problem\":\"%s\",\"publish_problem\":\"%s\"}\n",
+           "\"subscriber_problem\":\"%s\",\"publish_problem\":\"%s\"%s}\n",
            o->subscribers, o->messages, o->rate, o->window, o->payload, o->publishers, g.connected,
            connect_s, g.next_seq, g.publish_errors, pub_rate, expected, g.delivered, dps, window_s,
            sseb_ms(p50), sseb_ms(p90), sseb_ms(p99), sseb_ms(g.lat.max), lost, subs_lossy, g.dups,
            g.ooo, g.id_mismatch, g.closed_early, g.sse_errors, g.bad_data, srv,
-           g.stop_reason ? g.stop_reason : "", g.sub_error, g.publish_error);
+           g.stop_reason ? g.stop_reason : "", g.sub_error, g.publish_error, wsf);
   }
   fflush(stdout);
 }
@@ -1618,10 +2363,30 @@ static void sseb_setup(void) {
   if (g.n_src > SSEB_MAX_SRC_ADDRS)
     sseb_die("--subscribers too large for %d source addresses", SSEB_MAX_SRC_ADDRS);
   g.line_max = (size_t)o->payload + SSEB_LINE_SLACK;
-  int rl = snprintf(g.req, sizeof g.req,
-                    "GET /sse/%s HTTP/1.1\r\nHost: %s:%u\r\n"
-                    "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
-                    o->channel, o->host, o->port);
+  int rl;
+  if (o->ws) {
+    static const char key_hdr[] = "Sec-WebSocket-Key: ";
+    rl = snprintf(g.req, sizeof g.req,
+                  "GET /ws/%s HTTP/1.1\r\nHost: %s:%u\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "%s------------------------\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                  o->channel, o->host, o->port, key_hdr,
+                  o->deflate ? "Sec-WebSocket-Extensions: " : "", o->deflate ? SSEB_WS_OFFER : "",
+                  o->deflate ? "\r\n" : "");
+    g.req_key_off = (size_t)(strstr(g.req, key_hdr) - g.req) + sizeof key_hdr - 1;
+    /* the RFC 6455 1.3 example checks SHA-1 and base64 once */
+    char acc[29];
+    sseb_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", acc);
+    if (strcmp(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") != 0)
+      sseb_die("internal: Sec-WebSocket-Accept self-check failed (%s)", acc);
+    if (inflateInit2(&g.z, -15) != Z_OK)
+      sseb_die("inflateInit2 failed");
+  } else {
+    rl = snprintf(g.req, sizeof g.req,
+                  "GET /sse/%s HTTP/1.1\r\nHost: %s:%u\r\n"
+                  "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+                  o->channel, o->host, o->port);
+  }
   if (rl < 0 || (size_t)rl >= sizeof g.req)
     sseb_die("request too long");
   g.req_len = (size_t)rl;
@@ -1656,11 +2421,20 @@ static void sseb_teardown(void) {
       close(g.pubs[k].fd);
   close(g.tfd);
   close(g.ep);
+  if (g.o.ws) {
+    inflateEnd(&g.z);
+    sseb_buf_free(&g.zbuf);
+    for (uint32_t i = 0; i < SSEB_ZCACHE; i++) {
+      sseb_buf_free(&g.zcache[i].in);
+      sseb_buf_free(&g.zcache[i].out);
+    }
+  }
 }
 
 int main(int argc, char **argv) {
   sseb_opts_parse(argc, argv, &g.o);
   signal(SIGPIPE, SIG_IGN);
+  sseb_rand_seed();
   sseb_raise_nofile();
   sseb_setup();
   static char buf[SSEB_READ_CHUNK];
