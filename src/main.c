@@ -65,9 +65,20 @@ int main(int argc, char **argv) {
 
   t.hub = hub_new(&(hub_options_t){.workers = t.cfg.workers});
   engine_sink_t sink = hub_engine_sink(t.hub);
-  t.engine = engine_memory_new(&(engine_options_t){.history_size = (size_t)t.cfg.history_size,
-                                                   .history_ttl_ms = (uint64_t)(t.cfg.history_ttl * 1000)},
-                               &sink);
+  engine_options_t eopts = {
+      .history_size = (size_t)t.cfg.history_size,
+      .history_ttl_ms = (uint64_t)(t.cfg.history_ttl * 1000),
+      .workers = t.cfg.workers,
+      .redis_url = t.cfg.redis_url,
+      .redis_bridge = t.cfg.redis_bridge,
+      .redis_meta_ttl_ms = (uint64_t)(t.cfg.redis_meta_ttl * 1000),
+  };
+  t.engine = strcmp(t.cfg.engine, "redis") == 0 ? engine_redis_new(&eopts, &sink) : engine_memory_new(&eopts, &sink);
+  if (t.engine == NULL) {
+    hub_free(t.hub);
+    tt_config_free(&t.cfg);
+    return 2;
+  }
   hub_set_engine(t.hub, t.engine);
   sse_init(t.hub,
            &(sse_options_t){.heartbeat_interval = t.cfg.heartbeat_interval,
@@ -116,6 +127,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < t.cfg.workers; i++) {
     uv_loop_t *loop = &net_server_worker(t.server, i)->loop;
     hub_worker_init(t.hub, i, loop);
+    if (t.engine->vt->attach) t.engine->vt->attach(t.engine, i, loop);
     sse_worker_init(i, loop);
     ws_worker_init(i, loop);
   }
@@ -130,6 +142,10 @@ int main(int argc, char **argv) {
   t.sweep.data = &t;
   uv_timer_start(&t.sweep, on_sweep, 1000, 1000);
 
+  if (t.engine->vt->start && (rc = t.engine->vt->start(t.engine)) != 0) {
+    fprintf(stderr, "tutti: cannot start the engine: %s\n", uv_strerror(rc));
+    return 1;
+  }
   if ((rc = net_server_start(t.server)) != 0) {
     fprintf(stderr, "tutti: cannot start worker threads: %s\n", uv_strerror(rc));
     return 1;

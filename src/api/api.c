@@ -186,7 +186,7 @@ static void api__published(void *ctx, int status, const engine_pos_t *pos) {
   net_conn_t *c = r->conn;
   if (!net_conn_is_closing(c)) {
     if (status != 0) {
-      net_respond_error(c, 503, "ENGINE_UNAVAILABLE", "the engine could not accept the message");
+      net_respond_error(c, 503, "ENGINE_UNAVAILABLE", "the engine is not available: the message was not accepted");
     } else {
       tt_str_t b = {0};
       tt_str_appends(&b, "{\"channel\":\"");
@@ -209,22 +209,22 @@ static void api__publish(net_request_t *req, const char *channel, size_t clen, c
 /* ================================================================ health */
 
 static void api__health(net_conn_t *c) {
-  obs_gauges_t g;
   tt_str_t b = {0};
   engine_t *e = hub_engine(api.hub);
-  g.engine = e->vt->name;
+  const char *engine_state = e->vt->state(e);
+  bool draining = net_server_draining(api.server);
+  bool up = strcmp(engine_state, "up") == 0;
+  const char *status = draining ? "draining" : up ? "ok" : "degraded";
   tt_str_appendf(&b,
                  "{\"status\":\"%s\",\"version\":\"%s\",\"uptime_s\":%.3f,\"workers\":%d,\"engine\":\"%s\","
-                 "\"connections\":{\"total\":%" PRIu64 ",\"sse\":%" PRIu64 ",\"ws\":%" PRIu64 "},\"channels\":%zu,"
-                 "\"subscriptions\":%" PRIu64 ",\"messages\":{\"published\":%" PRIu64 ",\"delivered\":%" PRIu64
-                 "},\"slow_consumers_dropped\":%" PRIu64 ",\"rss_bytes\":%" PRIu64 "}",
-                 net_server_draining(api.server) ? "draining" : "ok", TUTTI_VERSION,
-                 (double)(tt_now_ms() - api.started_ms) / 1000.0, api.workers, g.engine,
-                 net_server_connections(api.server), obs_get(OBS_SSE_OPENED) - obs_get(OBS_SSE_CLOSED),
-                 obs_get(OBS_WS_OPENED) - obs_get(OBS_WS_CLOSED),
-                 e->vt->channel_count(e), hub_subscriptions(api.hub), obs_get(OBS_PUBLISHED), obs_get(OBS_DELIVERED),
-                 obs_get(OBS_SLOW_CONSUMERS), obs_rss_bytes());
-  api__json(c, net_server_draining(api.server) ? 503 : 200, &b);
+                 "\"engine_state\":\"%s\",\"connections\":{\"total\":%" PRIu64 ",\"sse\":%" PRIu64 ",\"ws\":%" PRIu64
+                 "},\"channels\":%zu,\"subscriptions\":%" PRIu64 ",\"messages\":{\"published\":%" PRIu64
+                 ",\"delivered\":%" PRIu64 "},\"slow_consumers_dropped\":%" PRIu64 ",\"rss_bytes\":%" PRIu64 "}",
+                 status, TUTTI_VERSION, (double)(tt_now_ms() - api.started_ms) / 1000.0, api.workers, e->vt->name,
+                 engine_state, net_server_connections(api.server), obs_get(OBS_SSE_OPENED) - obs_get(OBS_SSE_CLOSED),
+                 obs_get(OBS_WS_OPENED) - obs_get(OBS_WS_CLOSED), e->vt->channel_count(e), hub_subscriptions(api.hub),
+                 obs_get(OBS_PUBLISHED), obs_get(OBS_DELIVERED), obs_get(OBS_SLOW_CONSUMERS), obs_rss_bytes());
+  api__json(c, draining || !up ? 503 : 200, &b);
   tt_str_free(&b);
 }
 
@@ -240,7 +240,8 @@ static void api__on_info(void *ctx, const engine_channel_info_t *info) {
                    ",\"history_size\":%zu}",
                    info->exists ? "true" : "false", hub_channel_subscribers(api.hub, r->channel, r->channel_len),
                    info->top.epoch, info->top.offset, info->history_size);
-    api__json(c, info->status == 0 ? 200 : 503, &b);
+    if (info->status != 0) net_respond_error(c, 503, "ENGINE_UNAVAILABLE", "the engine is not available");
+    else api__json(c, 200, &b);
     tt_str_free(&b);
   }
   api__pending_done(r);
@@ -265,8 +266,14 @@ static void api__metrics(net_conn_t *c) {
       .uptime_s = (double)(tt_now_ms() - api.started_ms) / 1000.0,
       .rss_bytes = obs_rss_bytes(),
       .engine = e->vt->name,
+      .engine_up = strcmp(e->vt->state(e), "up") == 0,
       .buoy_names = api.metrics_buoy_names,
   };
+  engine_stats_t es;
+  engine_redis_stats(e, &es);
+  g.bridge_relayed = es.bridge_relayed;
+  g.bridge_invalid = es.bridge_invalid;
+  g.engine_disconnects = es.disconnects;
   tt_str_t b = {0};
   obs_render_prometheus(&b, &g);
   net_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, "Cache-Control: no-store\r\n");

@@ -38,7 +38,14 @@ static const tt_setting_t tt__settings[] = {
     {"workers", TT_SET_INT, F(workers), 1, 256, NULL, "event-loop threads (default: number of CPUs)"},
     {"config", TT_SET_STR, F(config_file), 0, 0, NULL, "JSON configuration file"},
     {"log_level", TT_SET_STR, F(log_level), 0, 0, "info", "debug, info, warn or error"},
-    {"engine", TT_SET_STR, F(engine), 0, 0, "memory", "channel engine: memory"},
+    {"engine", TT_SET_STR, F(engine), 0, 0, "memory", "channel engine: memory or redis"},
+    {"redis_url", TT_SET_STR, F(redis_url), 0, 0, "redis://127.0.0.1:6379/0", "Redis for --engine redis"},
+    {"redis_bridge", TT_SET_STR, F(redis_bridge), 0, 0, NULL,
+     "plain Redis channels relayed into tutti channels: redis-channel=channel,..."},
+    {"redis_meta_ttl", TT_SET_DBL, F(redis_meta_ttl), 1, 31536000, "604800",
+     "seconds an idle channel keeps its epoch in Redis"},
+    {"presence_ttl", TT_SET_DBL, F(presence_ttl), 1, 86400, "30",
+     "seconds a presence entry lives without renewal (a dead node's members vanish after it)"},
     {"api_key", TT_SET_STR, F(api_key), 0, 0, NULL, "require Authorization: Bearer KEY to publish"},
     {"cors_origins", TT_SET_STR, F(cors_origins), 0, 0, NULL, "allowed CORS origins, comma-separated, or *"},
     {"web_root", TT_SET_STR, F(web_root), 0, 0, TUTTI_DEFAULT_WEB_ROOT, "folder of static files served at /"},
@@ -258,8 +265,8 @@ int tt_config_load(tt_config_t *cfg, int argc, char **argv) {
     return 2;
   }
   tt_log_level = level;
-  if (strcmp(cfg->engine, "memory") != 0) {
-    fprintf(stderr, "tutti: invalid value for setting 'engine': '%s'; this build offers: memory\n", cfg->engine);
+  if (strcmp(cfg->engine, "memory") != 0 && strcmp(cfg->engine, "redis") != 0) {
+    fprintf(stderr, "tutti: invalid value for setting 'engine': '%s'; expected memory or redis\n", cfg->engine);
     return 2;
   }
   if (cfg->api_key != NULL && cfg->api_key[0] == '\0') {

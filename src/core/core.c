@@ -322,3 +322,20 @@ tt_buf_t *tt_msg_frame(tt_msg_t *m, tt_frame_kind_t kind, tt_buf_t *(*build)(con
   tt_buf_unref(mine); /* another thread built it first; use theirs */
   return expected;
 }
+
+/* ================================================================ names */
+
+static bool tt__name_char(unsigned char c, bool slash) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+         c == ':' || c == '-' || (slash && c == '/');
+}
+
+static bool tt__name_valid(const char *name, size_t len, size_t max, bool slash) {
+  if (len == 0 || len > max) return false;
+  for (size_t i = 0; i < len; i++)
+    if (!tt__name_char((unsigned char)name[i], slash)) return false;
+  return true;
+}
+
+bool tt_channel_valid(const char *name, size_t len) { return tt__name_valid(name, len, 255, true); }
+bool tt_event_valid(const char *name, size_t len) { return tt__name_valid(name, len, 64, false); }

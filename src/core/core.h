@@ -109,7 +109,11 @@ typedef struct tt_config_s {
   char *api_key;          /* NULL: publishing needs no key */
   char *cors_origins;     /* comma-separated list, "*" or NULL */
   char *web_root;
-  char *engine;           /* "memory" */
+  char *engine;           /* "memory" or "redis" */
+  char *redis_url;
+  char *redis_bridge;     /* "redis-channel=channel,..." */
+  double redis_meta_ttl;  /* s an idle channel keeps its epoch in Redis */
+  double presence_ttl;    /* s a presence entry lives without renewal */
   double heartbeat_interval;  /* s */
   double stale_timeout;       /* s */
   double header_timeout;      /* s */
@@ -236,6 +240,12 @@ void tt_msg_unref(tt_msg_t *m);
  * time. The result is borrowed: it lives as long as the message; take a ref
  * to keep it longer. Safe from any thread. */
 tt_buf_t *tt_msg_frame(tt_msg_t *m, tt_frame_kind_t kind, tt_buf_t *(*build)(const tt_msg_t *m));
+
+/* ================================================================ names */
+
+/* Channel: 1-255 bytes of [A-Za-z0-9_.:/-]. Event: 1-64 bytes of [A-Za-z0-9_.:-]. */
+bool tt_channel_valid(const char *name, size_t len);
+bool tt_event_valid(const char *name, size_t len);
 
 /* ================================================================ JSON scanning */
 

@@ -44,7 +44,15 @@ typedef struct engine_channel_info_s {
   size_t history_size;
 } engine_channel_info_t;
 
+/* One member of a channel's presence: an id and the JSON it registered. */
+typedef struct engine_member_s {
+  const char *id;
+  const char *info;
+} engine_member_t;
+
 typedef void (*engine_publish_cb)(void *ctx, int status, const engine_pos_t *pos);
+/* `members` is borrowed for the call. */
+typedef void (*engine_presence_cb)(void *ctx, int status, const engine_member_t *members, size_t count);
 typedef void (*engine_history_cb)(void *ctx, const engine_history_t *history);
 typedef void (*engine_info_cb)(void *ctx, const engine_channel_info_t *info);
 
@@ -73,7 +81,22 @@ typedef struct engine_vt_s {
    * A watched channel is never forgotten. */
   void (*watch)(engine_t *e, const char *channel, size_t clen);
   void (*unwatch)(engine_t *e, const char *channel, size_t clen);
+  /* Presence: `member` (an id) holds `info` (JSON) in `channel` until it is
+   * removed or `ttl_ms` passes without a renewal (set again). */
+  void (*presence_set)(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, const char *member,
+                       const char *info, uint64_t ttl_ms);
+  void (*presence_remove)(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, const char *member);
+  void (*presence_list)(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, engine_presence_cb cb,
+                        void *ctx);
+  /* Channels this node knows of (memory: all; Redis: the watched ones). */
   size_t (*channel_count)(engine_t *e);
+  /* "up", "connecting" or "down". */
+  const char *(*state)(engine_t *e);
+  /* Optional: worker `id` runs `loop`, where answers to its calls must come
+   * (called before the loops run). */
+  void (*attach)(engine_t *e, int id, uv_loop_t *loop);
+  /* Optional: starts the engine's own work (threads, connections). */
+  int (*start)(engine_t *e);
   /* Drops expired history and forgotten channels; called about once a second. */
   void (*sweep)(engine_t *e, uint64_t now_ms);
   void (*destroy)(engine_t *e);
@@ -87,8 +110,23 @@ struct engine_s {
 typedef struct engine_options_s {
   size_t history_size;
   uint64_t history_ttl_ms;
+  int workers;
+  /* Redis */
+  const char *redis_url;      /* redis://host:port/db */
+  const char *redis_bridge;   /* "redis-channel=tutti-channel,..." or NULL */
+  uint64_t redis_meta_ttl_ms; /* how long an idle channel keeps its epoch */
 } engine_options_t;
 
 engine_t *engine_memory_new(const engine_options_t *opts, const engine_sink_t *sink);
+/* NULL with a message logged if the options are unusable (a bad URL). */
+engine_t *engine_redis_new(const engine_options_t *opts, const engine_sink_t *sink);
+
+/* Engine-wide figures for /metrics. */
+typedef struct engine_stats_s {
+  uint64_t bridge_relayed;
+  uint64_t bridge_invalid;
+  uint64_t disconnects;   /* connections to Redis lost (or refused) */
+} engine_stats_t;
+void engine_redis_stats(engine_t *e, engine_stats_t *out);
 
 #endif

@@ -14,8 +14,16 @@
 
 #define MEM_SHARDS 64
 
+typedef struct mem_member_s {
+  char *id;
+  char *info;
+  uint64_t expires_ms;
+} mem_member_t;
+
 typedef struct mem_channel_s {
   tt_map_entry_t entry;
+  mem_member_t *members;  /* presence */
+  size_t nmembers;
   char epoch[TT_EPOCH_MAX + 1];
   uint64_t last_offset;
   unsigned watchers;
@@ -70,8 +78,16 @@ static void mem__expire(mem_engine_t *me, mem_channel_t *ch, uint64_t now_ms) {
   while (ch->count > 0 && ch->ring[ch->head]->time_ms + me->opts.history_ttl_ms <= now_ms) mem__drop_oldest(me, ch);
 }
 
+static void mem__member_drop(mem_channel_t *ch, size_t i) {
+  free(ch->members[i].id);
+  free(ch->members[i].info);
+  ch->members[i] = ch->members[--ch->nmembers];
+}
+
 static void mem__forget(mem_engine_t *me, mem_shard_t *sh, mem_channel_t *ch) {
   while (ch->count > 0) mem__drop_oldest(me, ch);
+  while (ch->nmembers > 0) mem__member_drop(ch, 0);
+  free(ch->members);
   tt_map_remove(&sh->channels, &ch->entry);
   atomic_fetch_sub(&me->channel_count, 1);
   free(ch->ring);
@@ -197,6 +213,81 @@ static void mem_unwatch(engine_t *e, const char *channel, size_t clen) {
   pthread_mutex_unlock(&sh->lock);
 }
 
+/* ================================================================ presence */
+
+static void mem_presence_set(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, const char *member,
+                             const char *info, uint64_t ttl_ms) {
+  (void)loop;
+  mem_engine_t *me = (mem_engine_t *)e;
+  uint64_t hash = tt_hash(channel, clen);
+  mem_shard_t *sh = mem__shard(me, hash);
+  pthread_mutex_lock(&sh->lock);
+  mem_channel_t *ch = mem__get(me, sh, channel, clen, hash, true);
+  size_t i = 0;
+  while (i < ch->nmembers && strcmp(ch->members[i].id, member) != 0) i++;
+  if (i == ch->nmembers) {
+    ch->members = tt_realloc(ch->members, (ch->nmembers + 1) * sizeof(*ch->members));
+    ch->members[i].id = strdup(member);
+    ch->members[i].info = NULL;
+    ch->nmembers++;
+  }
+  free(ch->members[i].info);
+  ch->members[i].info = strdup(info);
+  ch->members[i].expires_ms = tt_now_ms() + ttl_ms;
+  pthread_mutex_unlock(&sh->lock);
+}
+
+static void mem_presence_remove(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, const char *member) {
+  (void)loop;
+  mem_engine_t *me = (mem_engine_t *)e;
+  uint64_t hash = tt_hash(channel, clen);
+  mem_shard_t *sh = mem__shard(me, hash);
+  pthread_mutex_lock(&sh->lock);
+  mem_channel_t *ch = mem__get(me, sh, channel, clen, hash, false);
+  for (size_t i = 0; ch != NULL && i < ch->nmembers; i++) {
+    if (strcmp(ch->members[i].id, member) == 0) {
+      mem__member_drop(ch, i);
+      ch->last_used_ms = tt_now_ms();
+      break;
+    }
+  }
+  pthread_mutex_unlock(&sh->lock);
+}
+
+static void mem_presence_list(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, engine_presence_cb cb,
+                              void *ctx) {
+  (void)loop;
+  mem_engine_t *me = (mem_engine_t *)e;
+  uint64_t hash = tt_hash(channel, clen);
+  mem_shard_t *sh = mem__shard(me, hash);
+  engine_member_t *list = NULL;
+  size_t n = 0;
+  uint64_t now = tt_now_ms();
+  pthread_mutex_lock(&sh->lock);
+  mem_channel_t *ch = mem__get(me, sh, channel, clen, hash, false);
+  if (ch != NULL && ch->nmembers > 0) {
+    list = tt_malloc(ch->nmembers * sizeof(*list));
+    for (size_t i = 0; i < ch->nmembers; i++) {
+      if (ch->members[i].expires_ms <= now) continue;
+      list[n].id = strdup(ch->members[i].id);
+      list[n].info = strdup(ch->members[i].info);
+      n++;
+    }
+  }
+  pthread_mutex_unlock(&sh->lock);
+  cb(ctx, 0, list, n);
+  for (size_t i = 0; i < n; i++) {
+    free((char *)list[i].id);
+    free((char *)list[i].info);
+  }
+  free(list);
+}
+
+static const char *mem_state(engine_t *e) {
+  (void)e;
+  return "up";
+}
+
 static size_t mem_channel_count(engine_t *e) { return atomic_load(&((mem_engine_t *)e)->channel_count); }
 
 /* A channel is forgotten once nobody watches it, its history is empty and it
@@ -213,7 +304,12 @@ static void mem_sweep(engine_t *e, uint64_t now_ms) {
         next = ent->next;
         mem_channel_t *ch = tt_container_of(ent, mem_channel_t, entry);
         mem__expire(me, ch, now_ms);
-        if (ch->watchers == 0 && ch->count == 0 && ch->last_used_ms + me->opts.history_ttl_ms <= now_ms)
+        for (size_t i = 0; i < ch->nmembers;) {
+          if (ch->members[i].expires_ms <= now_ms) mem__member_drop(ch, i);
+          else i++;
+        }
+        if (ch->watchers == 0 && ch->count == 0 && ch->nmembers == 0 &&
+            ch->last_used_ms + me->opts.history_ttl_ms <= now_ms)
           mem__forget(me, sh, ch);
       }
     }
@@ -245,7 +341,11 @@ static const engine_vt_t engine_memory_vt = {
     .info = mem_info,
     .watch = mem_watch,
     .unwatch = mem_unwatch,
+    .presence_set = mem_presence_set,
+    .presence_remove = mem_presence_remove,
+    .presence_list = mem_presence_list,
     .channel_count = mem_channel_count,
+    .state = mem_state,
     .sweep = mem_sweep,
     .destroy = mem_destroy,
 };

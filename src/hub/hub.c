@@ -60,27 +60,14 @@ struct hub_s {
 
 /* ================================================================ names */
 
-static bool hub__name_char(unsigned char c, bool slash) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-         c == ':' || c == '-' || (slash && c == '/');
-}
-
 int hub_channel_check(const char *name, size_t len, const char **why) {
-  static const char rule[] = "channel must be 1-255 bytes of [A-Za-z0-9_.:/-]";
-  if (why) *why = rule;
-  if (len == 0 || len > HUB_CHANNEL_MAX) return -EINVAL;
-  for (size_t i = 0; i < len; i++)
-    if (!hub__name_char((unsigned char)name[i], true)) return -EINVAL;
-  return 0;
+  if (why) *why = "channel must be 1-255 bytes of [A-Za-z0-9_.:/-]";
+  return tt_channel_valid(name, len) ? 0 : -EINVAL;
 }
 
 int hub_event_check(const char *name, size_t len, const char **why) {
-  static const char rule[] = "event must be 1-64 bytes of [A-Za-z0-9_.:-]";
-  if (why) *why = rule;
-  if (len == 0 || len > HUB_EVENT_MAX) return -EINVAL;
-  for (size_t i = 0; i < len; i++)
-    if (!hub__name_char((unsigned char)name[i], false)) return -EINVAL;
-  return 0;
+  if (why) *why = "event must be 1-64 bytes of [A-Za-z0-9_.:-]";
+  return tt_event_valid(name, len) ? 0 : -EINVAL;
 }
 
 /* ================================================================ fan-out */

@@ -151,6 +151,12 @@ void obs_render_prometheus(tt_str_t *out, const obs_gauges_t *g) {
   obs__metric(out, "tutti_info", "gauge", "Build and runtime information");
   tt_str_appendf(out, "tutti_info{version=\"%s\",engine=\"%s\"} 1\n", TUTTI_VERSION, g->engine);
   obs__gauge(out, "tutti_uptime_seconds", "Seconds since start", g->uptime_s);
+  obs__gauge(out, "tutti_engine_up", "1 when the engine (Redis) is reachable and ready", g->engine_up ? 1 : 0);
+  obs__counter(out, "tutti_engine_disconnects_total", "Connections to Redis lost or refused", g->engine_disconnects);
+  obs__counter(out, "tutti_bridge_relayed_total", "Plain Redis messages relayed into tutti channels",
+               g->bridge_relayed);
+  obs__counter(out, "tutti_bridge_invalid_total", "Plain Redis messages not relayed: not valid JSON",
+               g->bridge_invalid);
   obs__gauge(out, "tutti_sse_connections", "Open SSE connections", (double)open_sse);
   obs__gauge(out, "tutti_ws_connections", "Open WebSocket connections",
              (double)(obs_get(OBS_WS_OPENED) - obs_get(OBS_WS_CLOSED)));

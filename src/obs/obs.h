@@ -53,6 +53,10 @@ typedef struct obs_gauges_s {
   uint64_t rss_bytes;
   const char *engine;
   bool buoy_names;      /* also expose sse_connections_total and sse_broadcast_latency_ms */
+  bool engine_up;
+  uint64_t engine_disconnects;
+  uint64_t bridge_relayed;
+  uint64_t bridge_invalid;
 } obs_gauges_t;
 
 /* Appends the Prometheus text exposition (format 0.0.4). */

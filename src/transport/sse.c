@@ -42,6 +42,8 @@ struct sse_client_s {
   uint64_t opened_ms;
   uint64_t heartbeats;
   bool recovering;          /* asked for recovery */
+  bool failed;              /* the engine could not answer a channel */
+  char cors[512];           /* CORS headers for the response head */
   bool started;             /* every channel answered; stream running */
   int waiting;              /* channels not answered yet */
   int nsubs;
@@ -185,6 +187,30 @@ static const char *sse__reason(engine_recovery_t r) {
 /* Every channel has answered: connected, then per channel what recovery
  * found, then live. */
 static void sse__start(sse_client_t *cl) {
+  if (cl->failed) {
+    /* The engine is away (Redis down): answer 503 instead of a stream. */
+    static const char body[] =
+        "{\"error\":{\"code\":\"ENGINE_UNAVAILABLE\",\"message\":\"the engine is not available; retry later\"}}";
+    char head[1024];
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 503 Service Unavailable\r\nServer: tutti/" TUTTI_VERSION
+                      "\r\nContent-Type: application/json\r\nContent-Length: %zu\r\nRetry-After: 1\r\n%s"
+                      "Connection: close\r\n\r\n%s",
+                      sizeof(body) - 1, cl->cors, body);
+    tt_buf_t *b = tt_buf_from(head, (size_t)hl);
+    net_conn_send_final(cl->conn, b);
+    tt_buf_unref(b);
+    for (int i = 0; i < cl->nsubs; i++) hub_unsubscribe(sse.hub, &cl->subs[i].sub);
+    return;
+  }
+  char head[1024];
+  int hl = snprintf(head, sizeof(head),
+                    "HTTP/1.1 200 OK\r\nServer: tutti/" TUTTI_VERSION
+                    "\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+                    "Connection: keep-alive\r\nX-Accel-Buffering: no\r\n%s\r\nretry: %d\n\n",
+                    cl->cors, sse.opts.retry_ms);
+  net_conn_send_copy(cl->conn, head, (size_t)hl);
+  obs_inc(OBS_SSE_OPENED);
   cl->started = true;
   bool complete = true;
   for (int i = 0; i < cl->nsubs; i++) {
@@ -242,6 +268,7 @@ static void sse__start(sse_client_t *cl) {
 static void sse__on_subscribed(void *ctx, hub_sub_t *hs, const engine_history_t *h) {
   sse_client_t *cl = ctx;
   sse_sub_t *ss = tt_container_of(hs, sse_sub_t, sub);
+  if (h->status != 0) cl->failed = true;
   ss->recovery = h->recovery;
   ss->top = h->top;
   ss->oldest = h->oldest;
@@ -265,14 +292,20 @@ static void sse__on_close(net_conn_t *c) {
     free(ss->channel);
   }
   tt_list_remove(&cl->link);
-  obs_inc(OBS_SSE_CLOSED);
-  obs_observe(OBS_H_SSE_DURATION_S, (double)(tt_now_ms() - cl->opened_ms) / 1000.0);
+  if (cl->started) {
+    obs_inc(OBS_SSE_CLOSED);
+    obs_observe(OBS_H_SSE_DURATION_S, (double)(tt_now_ms() - cl->opened_ms) / 1000.0);
+  }
   tt_log(TT_LOG_DEBUG, "sse.close", "SSE client closed", "\"conn\":%" PRIu64, net_conn_id(c));
   free(cl);
 }
 
 static void sse__on_shutdown(net_conn_t *c) {
   sse_client_t *cl = net_conn_data(c);
+  if (!cl->started) {
+    net_conn_close(c); /* no stream yet: nothing to say goodbye on */
+    return;
+  }
   char msg[128];
   int n = snprintf(msg, sizeof(msg), "event: shutdown\ndata: {\"reason\":\"server shutting down\",\"retry_ms\":%d}\n\n",
                    sse.opts.retry_ms);
@@ -440,15 +473,7 @@ void sse_open(net_request_t *req, const char *channel, size_t len) {
   cl->waiting = n;
   tt_list_insert_tail(&sse.workers[cl->hub.worker].clients, &cl->link);
 
-  const char *cors = net_request_stream(req, &sse_stream_vt, cl);
-  char head[1024];
-  int hl = snprintf(head, sizeof(head),
-                    "HTTP/1.1 200 OK\r\nServer: tutti/" TUTTI_VERSION
-                    "\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                    "Connection: keep-alive\r\nX-Accel-Buffering: no\r\n%s\r\nretry: %d\n\n",
-                    cors, sse.opts.retry_ms);
-  net_conn_send_copy(c, head, (size_t)hl);
-  obs_inc(OBS_SSE_OPENED);
+  snprintf(cl->cors, sizeof(cl->cors), "%s", net_request_stream(req, &sse_stream_vt, cl));
   tt_log(TT_LOG_DEBUG, "sse.open", "SSE client connected", "\"conn\":%" PRIu64 ",\"channels\":%d", net_conn_id(c), n);
 
   for (int i = 0; i < n; i++) {
