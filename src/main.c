@@ -96,6 +96,7 @@ int main(int argc, char **argv) {
                           .burst = t.cfg.ws_burst,
                           .max_channels = t.cfg.max_channels_per_stream,
                           .client_publish = t.cfg.client_publish,
+                          .presence_ttl = t.cfg.presence_ttl,
                           .started_ms = started},
           t.cfg.workers);
   api_init(&(api_options_t){.hub = t.hub, .api_key = t.cfg.api_key, .workers = t.cfg.workers, .started_ms = started,

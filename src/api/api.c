@@ -256,6 +256,35 @@ static void api__channel_health(net_request_t *req, const char *raw, size_t len)
   e->vt->info(e, &net_conn_worker(req->conn)->loop, channel, clen, api__on_info, r);
 }
 
+static void api__on_presence(void *ctx, int status, const engine_member_t *members, size_t count) {
+  api_pending_t *r = ctx;
+  net_conn_t *c = r->conn;
+  if (!net_conn_is_closing(c)) {
+    if (status != 0) {
+      net_respond_error(c, 503, "ENGINE_UNAVAILABLE", "the engine is not available");
+    } else {
+      tt_str_t b = {0};
+      tt_str_appends(&b, "{\"channel\":\"");
+      tt_str_append(&b, r->channel, r->channel_len);
+      tt_str_appends(&b, "\",\"members\":");
+      transport_members_json(&b, members, count);
+      tt_str_appends(&b, "}");
+      api__json(c, 200, &b);
+      tt_str_free(&b);
+    }
+  }
+  api__pending_done(r);
+}
+
+static void api__presence(net_request_t *req, const char *raw, size_t len) {
+  char channel[HUB_CHANNEL_MAX * 3 + 1];
+  size_t clen;
+  if (api__channel(req->conn, raw, len, channel, &clen) != 0) return;
+  api_pending_t *r = api__pending(req, channel, clen);
+  engine_t *e = hub_engine(api.hub);
+  e->vt->presence_list(e, &net_conn_worker(req->conn)->loop, channel, clen, api__on_presence, r);
+}
+
 static void api__metrics(net_conn_t *c) {
   engine_t *e = hub_engine(api.hub);
   obs_gauges_t g = {
@@ -312,6 +341,10 @@ void api_handle(net_request_t *req) {
     if (!post) api__not_allowed(c, "POST");
     else if (!api__authorized(req)) net_respond_error(c, 401, "UNAUTHORIZED", "publishing needs Authorization: Bearer KEY");
     else api__publish_raw(req, rest, rl - 8);
+  } else if (api__prefix(req, "/api/channels/", &rest, &rl) && rl > 9 &&
+             memcmp(rest + rl - 9, "/presence", 9) == 0) {
+    if (!get) api__not_allowed(c, "GET, HEAD");
+    else api__presence(req, rest, rl - 9);
   } else if (api__is(req, "/health")) {
     if (!get) api__not_allowed(c, "GET, HEAD");
     else api__health(c);

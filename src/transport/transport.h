@@ -35,6 +35,9 @@ tt_buf_t *sse_frame_build(const tt_msg_t *msg);
 /* Parses "epoch:offset" or a bare offset into `pos`. Returns 0 or -EINVAL. */
 int sse_pos_parse(const char *s, size_t len, engine_pos_t *pos);
 
+/* Appends presence members as a JSON array: [{"id":..,"info":<raw>},...]. */
+void transport_members_json(tt_str_t *out, const engine_member_t *members, size_t count);
+
 /* ================================================================ WebSocket */
 
 typedef struct ws_options_s {
@@ -48,6 +51,7 @@ typedef struct ws_options_s {
   int burst;
   int max_channels;
   const char *client_publish; /* channel prefixes, "*" or NULL */
+  double presence_ttl;        /* s */
   uint64_t started_ms;
 } ws_options_t;
 

@@ -31,6 +31,7 @@ typedef struct ws_sub_s {
   bool has_since;
   engine_pos_t since;
   tt_str_t ref;            /* the subscribe request's id, raw JSON ("" if none) */
+  tt_str_t presence;       /* the member's info, raw JSON ("" if not a member) */
   size_t channel_len;
   char channel[];
 } ws_sub_t;
@@ -68,6 +69,7 @@ struct ws_client_s {
 typedef struct ws_worker_s {
   uv_timer_t pinger;
   tt_list_t clients;
+  uint64_t presence_renewed_ms;
 } ws_worker_t;
 
 static struct {
@@ -238,6 +240,18 @@ static const hub_client_vt_t ws_hub_vt = {.deliver = ws__deliver};
 
 /* ================================================================ subscriptions */
 
+static void ws__member_id(const ws_client_t *cl, char *out, size_t cap) {
+  snprintf(out, cap, "%s-%" PRIu64, ws.conn_prefix, net_conn_id(cl->conn));
+}
+
+static void ws__presence_set(ws_client_t *cl, ws_sub_t *s) {
+  char id[64];
+  ws__member_id(cl, id, sizeof(id));
+  engine_t *e = hub_engine(ws.hub);
+  e->vt->presence_set(e, &net_conn_worker(cl->conn)->loop, s->channel, s->channel_len, id, s->presence.data,
+                      (uint64_t)(ws.opts.presence_ttl * 1000));
+}
+
 static ws_sub_t *ws__find(ws_client_t *cl, const char *channel, size_t len) {
   for (tt_list_t *l = cl->subs.next; l != &cl->subs; l = l->next) {
     ws_sub_t *s = tt_container_of(l, ws_sub_t, link);
@@ -247,10 +261,17 @@ static ws_sub_t *ws__find(ws_client_t *cl, const char *channel, size_t len) {
 }
 
 static void ws__sub_free(ws_client_t *cl, ws_sub_t *s) {
+  if (s->presence.len > 0) {
+    char id[64];
+    ws__member_id(cl, id, sizeof(id));
+    engine_t *e = hub_engine(ws.hub);
+    e->vt->presence_remove(e, &net_conn_worker(cl->conn)->loop, s->channel, s->channel_len, id);
+  }
   hub_unsubscribe(ws.hub, &s->sub);
   tt_list_remove(&s->link);
   cl->nsubs--;
   tt_str_free(&s->ref);
+  tt_str_free(&s->presence);
   free(s);
 }
 
@@ -268,10 +289,12 @@ static void ws__on_subscribed(void *ctx, hub_sub_t *hs, const engine_history_t *
   (void)hs;
   if (net_conn_is_closing(cl->conn)) return;
   if (h->status != 0) {
-    ws__error(cl, "ENGINE_UNAVAILABLE", "the engine could not answer", &s->ref);
+    ws__error(cl, "ENGINE_UNAVAILABLE", "the engine is not available; retry later", &s->ref);
+    tt_str_free(&s->presence); /* never became a member */
     ws__sub_free(cl, s);
     return;
   }
+  if (s->presence.len > 0) ws__presence_set(cl, s);
   bool recovered = s->has_since && h->recovery == ENGINE_RECOVERED;
   engine_pos_t pos = h->top;
   if (s->has_since && h->recovery == ENGINE_RECOVERED) {
@@ -313,7 +336,7 @@ static void ws__on_subscribed(void *ctx, hub_sub_t *hs, const engine_history_t *
 }
 
 static void ws__subscribe(ws_client_t *cl, const char *channel, size_t clen, const engine_pos_t *since,
-                          const tt_str_t *ref) {
+                          const tt_str_t *ref, const tt_json_span_t *presence) {
   if (ws__find(cl, channel, clen) != NULL) {
     ws__error(cl, "ALREADY_SUBSCRIBED", "this connection already has the channel", ref);
     return;
@@ -333,6 +356,7 @@ static void ws__subscribe(ws_client_t *cl, const char *channel, size_t clen, con
     s->since = *since;
   }
   if (ref != NULL && ref->len > 0) tt_str_append(&s->ref, ref->data, ref->len);
+  if (presence != NULL) tt_str_append(&s->presence, presence->p, presence->len);
   tt_list_insert_tail(&cl->subs, &s->link);
   cl->nsubs++;
   hub_subscribe(ws.hub, &cl->hub, &s->sub, s->channel, clen, since, ws__on_subscribed, s);
@@ -341,8 +365,8 @@ static void ws__subscribe(ws_client_t *cl, const char *channel, size_t clen, con
 /* ================================================================ the client protocol */
 
 typedef struct ws_req_s {
-  tt_json_span_t type, id, channel, topic, since, event, data, client_time;
-  bool has_type, has_id, has_channel, has_topic, has_since, has_event, has_data, has_client_time;
+  tt_json_span_t type, id, channel, topic, since, event, data, client_time, presence;
+  bool has_type, has_id, has_channel, has_topic, has_since, has_event, has_data, has_client_time, has_presence;
 } ws_req_t;
 
 #define WS_FIELD(name)                                         \
@@ -362,6 +386,7 @@ static int ws__member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
   WS_FIELD(event)
   WS_FIELD(data)
   WS_FIELD(client_time)
+  WS_FIELD(presence)
   return 0;
 }
 
@@ -420,6 +445,30 @@ static void ws__on_published(void *ctx, int status, const engine_pos_t *pos) {
       tt_str_append(&s, p->channel, p->channel_len);
       tt_str_appendf(&s, "\",\"epoch\":\"%s\",\"offset\":%" PRIu64 ",\"id\":\"%s:%" PRIu64 "\"", pos->epoch, pos->offset,
                      pos->epoch, pos->offset);
+      ws__ref(&s, &p->ref);
+      tt_str_appends(&s, "}");
+      ws__send_text(p->client, &s);
+      tt_str_free(&s);
+    }
+  }
+  net_conn_unref(p->conn);
+  tt_str_free(&p->ref);
+  free(p);
+}
+
+typedef ws_pub_t ws_presence_req_t;
+
+static void ws__on_presence(void *ctx, int status, const engine_member_t *members, size_t count) {
+  ws_presence_req_t *p = ctx;
+  if (!net_conn_is_closing(p->conn)) {
+    if (status != 0) {
+      ws__error(p->client, "ENGINE_UNAVAILABLE", "the engine is not available; retry later", &p->ref);
+    } else {
+      tt_str_t s = {0};
+      tt_str_appends(&s, "{\"type\":\"presence\",\"channel\":\"");
+      tt_str_append(&s, p->channel, p->channel_len);
+      tt_str_appends(&s, "\",\"members\":");
+      transport_members_json(&s, members, count);
       ws__ref(&s, &p->ref);
       tt_str_appends(&s, "}");
       ws__send_text(p->client, &s);
@@ -514,7 +563,7 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
         goto done;
       }
     }
-    ws__subscribe(cl, channel.data, channel.len, r.has_since ? &since : NULL, &ref);
+    ws__subscribe(cl, channel.data, channel.len, r.has_since ? &since : NULL, &ref, r.has_presence ? &r.presence : NULL);
   } else if (ws__span_is(r.type, "unsubscribe")) {
     if (ws__channel(cl, &r, &channel, &ref) != 0) goto done;
     ws_sub_t *s = ws__find(cl, channel.data, channel.len);
@@ -559,10 +608,21 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
     net_conn_ref(cl->conn);
     hub_publish(ws.hub, &net_conn_worker(cl->conn)->loop, channel.data, channel.len, r.has_event ? ev.data : "message",
                 r.has_event ? ev.len : 7, r.data.p, r.data.len, ws__on_published, p);
+  } else if (ws__span_is(r.type, "presence")) {
+    if (ws__channel(cl, &r, &channel, &ref) != 0) goto done;
+    ws_presence_req_t *p = tt_calloc(1, sizeof(*p) + channel.len + 1);
+    p->client = cl;
+    p->conn = cl->conn;
+    memcpy(p->channel, channel.data, channel.len);
+    p->channel_len = channel.len;
+    if (ref.len) tt_str_append(&p->ref, ref.data, ref.len);
+    net_conn_ref(cl->conn);
+    engine_t *e = hub_engine(ws.hub);
+    e->vt->presence_list(e, &net_conn_worker(cl->conn)->loop, channel.data, channel.len, ws__on_presence, p);
   } else if (ws__span_is(r.type, "get_stats")) {
     ws__stats(cl, &ref);
   } else {
-    ws__error(cl, "UNKNOWN_TYPE", "type must be subscribe, unsubscribe, publish, ping or get_stats", &ref);
+    ws__error(cl, "UNKNOWN_TYPE", "type must be subscribe, unsubscribe, publish, presence, ping or get_stats", &ref);
   }
 done:
   tt_str_free(&ref);
@@ -789,11 +849,19 @@ static void ws__on_ping_timer(uv_timer_t *t) {
   ws_worker_t *w = tt_container_of(t, ws_worker_t, pinger);
   uint64_t now = uv_now(t->loop);
   uint64_t interval = (uint64_t)(ws.opts.ping_interval * 1000), timeout = (uint64_t)(ws.opts.ping_timeout * 1000);
+  bool renew = now >= w->presence_renewed_ms + (uint64_t)(ws.opts.presence_ttl * 1000 / 3);
+  if (renew) w->presence_renewed_ms = now;
   tt_list_t *l, *next;
   for (l = w->clients.next; l != &w->clients; l = next) {
     next = l->next; /* closing does not unlink here, but be safe */
     ws_client_t *cl = tt_container_of(l, ws_client_t, link);
     if (cl->closing) continue;
+    if (renew) {
+      for (tt_list_t *sl = cl->subs.next; sl != &cl->subs; sl = sl->next) {
+        ws_sub_t *s = tt_container_of(sl, ws_sub_t, link);
+        if (s->presence.len > 0 && s->sub.live) ws__presence_set(cl, s);
+      }
+    }
     if (cl->ping_sent_ms != 0 && now >= cl->ping_sent_ms + timeout) {
       ws__send_close(cl, 1001, "ping timeout");
     } else if (cl->ping_sent_ms == 0 && now >= cl->last_rx_ms + interval) {
@@ -965,7 +1033,7 @@ void ws_open(net_request_t *req, const char *channel, size_t len) {
   tt_str_t w = {0};
   tt_str_appendf(&w,
                  "{\"type\":\"welcome\",\"connection_id\":\"%s-%" PRIu64 "\",\"server_info\":{\"version\":\"%s\","
-                 "\"features\":[\"subscribe\",\"unsubscribe\",\"publish\",\"recovery\",\"ping\",\"get_stats\"%s],"
+                 "\"features\":[\"subscribe\",\"unsubscribe\",\"publish\",\"recovery\",\"presence\",\"ping\",\"get_stats\"%s],"
                  "\"limits\":{\"max_message_bytes\":%lld,\"max_channels\":%d,\"rate_per_second\":%d,\"rate_burst\":%d},"
                  "\"permessage_deflate\":%s},\"server_time\":%" PRIu64 "}",
                  ws.conn_prefix, net_conn_id(c), TUTTI_VERSION, ws.opts.deflate ? ",\"permessage-deflate\"" : "",
@@ -976,7 +1044,7 @@ void ws_open(net_request_t *req, const char *channel, size_t len) {
   tt_log(TT_LOG_DEBUG, "ws.open", "WebSocket client connected", "\"conn\":%" PRIu64 ",\"deflate\":%s",
          net_conn_id(c), cl->deflate ? "true" : "false");
 
-  if (channel != NULL) ws__subscribe(cl, chan, (size_t)chan_len, has_since ? &since : NULL, NULL);
+  if (channel != NULL) ws__subscribe(cl, chan, (size_t)chan_len, has_since ? &since : NULL, NULL, NULL);
 }
 
 /* ================================================================ life */
@@ -992,7 +1060,8 @@ void ws_init(hub_t *hub, const ws_options_t *opts, int workers) {
 
 void ws_worker_init(int id, uv_loop_t *loop) {
   ws_worker_t *w = &ws.workers[id];
-  uint64_t tick = (uint64_t)(TT_MIN(ws.opts.ping_interval, ws.opts.ping_timeout) * 1000 / 4);
+  double shortest = TT_MIN(TT_MIN(ws.opts.ping_interval, ws.opts.ping_timeout), ws.opts.presence_ttl / 3);
+  uint64_t tick = (uint64_t)(shortest * 1000 / 4);
   if (tick < 10) tick = 10;
   uv_timer_init(loop, &w->pinger);
   uv_timer_start(&w->pinger, ws__on_ping_timer, tick, tick);
