@@ -160,13 +160,16 @@ int main(int argc, char **argv) {
   uv_loop_close(&t.loop);
   tt_log(TT_LOG_INFO, "server.stopped", "all workers stopped", NULL);
   rc = 0;
-
+  /* The engine stops before the workers' loops are freed: until then its
+   * thread may still wake them. */
+  t.engine->vt->destroy(t.engine);
+  t.engine = NULL;
   net_server_free(t.server);
 out_engine:
+  if (t.engine != NULL) t.engine->vt->destroy(t.engine);
   sse_free();
   ws_free();
   hub_free(t.hub);
-  t.engine->vt->destroy(t.engine);
   tt_config_free(&t.cfg);
   return rc;
 }

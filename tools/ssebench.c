@@ -181,11 +181,21 @@ static void sseb_buf_free(sseb_buf_t *b) {
   b->len = b->cap = 0;
 }
 
+/* Writes `"key"` (keys of at most 29 bytes) to pat; returns its length. Called per
+ * delivery, so without snprintf. */
+static int sseb_json_key(char pat[32], const char *key) {
+  size_t kl = strnlen(key, 29);
+  pat[0] = '"';
+  memcpy(pat + 1, key, kl);
+  pat[kl + 1] = '"';
+  return (int)kl + 2;
+}
+
 /* Finds `"key":` in [p, p+n) and parses the unsigned integer after it (spaces allowed
  * around the colon). Returns 0, or -ENOENT when absent or not a number. */
 static int sseb_json_u64(const char *p, size_t n, const char *key, uint64_t *out) {
   char pat[32];
-  int plen = snprintf(pat, sizeof pat, "\"%s\"", key);
+  int plen = sseb_json_key(pat, key);
   const char *end = p + n;
   const char *at = memmem(p, n, pat, (size_t)plen);
   if (at == NULL)
@@ -218,7 +228,7 @@ static int sseb_json_u64(const char *p, size_t n, const char *key, uint64_t *out
 static int sseb_json_str(const char *p, size_t n, const char *key, const char **val,
                          size_t *vlen) {
   char pat[32];
-  int plen = snprintf(pat, sizeof pat, "\"%s\"", key);
+  int plen = sseb_json_key(pat, key);
   const char *end = p + n, *from = p;
   while (from < end) {
     const char *at = memmem(from, (size_t)(end - from), pat, (size_t)plen);
