@@ -743,13 +743,13 @@ static void rds__subscribe(rds_engine_t *e, rds_watch_t *w) {
     free(sc);
 }
 
-/* A bridged Redis channel: relayed by the node holding the lease. */
-static void rds__on_bridged(void *ctx, int status, const engine_pos_t *pos) {
-  (void)ctx;
-  (void)pos;
-  (void)status;
+static void rds__on_relayed(void *ctx, redisReply *reply) {
+  rds_engine_t *e = ctx;
+  if (reply != NULL && reply->type == REDIS_REPLY_ARRAY) atomic_fetch_add(&e->bridge_relayed, 1);
 }
 
+/* Relays through tutti_relay, which publishes only if this node holds the
+ * lease in Redis at that moment: one relay per message. */
 static void rds__bridge_message(rds_engine_t *e, rds_bridge_t *b, const char *data, size_t len) {
   if (!b->leader) return;
   if (tt_json_validate(data, len) != 0) {
@@ -759,19 +759,20 @@ static void rds__bridge_message(rds_engine_t *e, rds_bridge_t *b, const char *da
     return;
   }
   size_t clen = strlen(b->channel);
-  rds_req_t *r = rds__req(e, RQ_PUBLISH, NULL, b->channel, clen);
-  r->cb = (void *)rds__on_bridged;
-  char *block = tt_malloc(8 + len + 1);
-  memcpy(block, "message", 8);
-  memcpy(block + 8, data, len);
-  block[8 + len] = '\0';
-  r->event = block;
-  r->elen = 7;
-  r->data = block + 8;
-  r->dlen = len;
-  r->buf = block;
-  atomic_fetch_add(&e->bridge_relayed, 1);
-  rds__run(e, r);
+  rds_node_t *n = rds__node_for(e, b->channel, clen);
+  if (!rds__node_ready(n)) return;
+  char lease[600], meta[300], stream[300], maxlen[32], ttl[32], meta_ttl[32];
+  size_t ll = (size_t)snprintf(lease, sizeof(lease), "tutti:{%s}:lease:%s", b->channel, b->redis_channel);
+  size_t lm, ls;
+  rds__key(meta, sizeof(meta), b->channel, clen, ":m", &lm);
+  rds__key(stream, sizeof(stream), b->channel, clen, ":s", &ls);
+  size_t lmax = (size_t)snprintf(maxlen, sizeof(maxlen), "%zu", e->opts.history_size);
+  size_t lttl = (size_t)snprintf(ttl, sizeof(ttl), "%" PRIu64, e->opts.history_ttl_ms);
+  size_t lmt = (size_t)snprintf(meta_ttl, sizeof(meta_ttl), "%" PRIu64, e->opts.redis_meta_ttl_ms);
+  const char *argv[] = {"FCALL", "tutti_relay", "3", lease, meta, stream, e->node_id, b->channel, "message", data,
+                        maxlen, ttl, meta_ttl, e->cluster ? "1" : "0"};
+  size_t lens[] = {5, 11, 1, ll, lm, ls, strlen(e->node_id), clen, 7, len, lmax, lttl, lmt, 1};
+  redis_conn_command(&n->cmd, rds__on_relayed, e, NULL, 14, argv, lens);
 }
 
 static void rds__on_push(redis_conn_t *c, redisReply *p) {
@@ -977,9 +978,9 @@ static void rds__on_tick(uv_timer_t *t) {
   for (int i = 0; i < e->nbridges; i++) {
     rds_bridge_t *b = &e->bridges[i];
     char key[300], ttl[32];
-    int kl = snprintf(key, sizeof(key), "tutti:{bridge:%s}:lease", b->redis_channel);
+    int kl = snprintf(key, sizeof(key), "tutti:{%s}:lease:%s", b->channel, b->redis_channel);
     int tl = snprintf(ttl, sizeof(ttl), "%d", RDS_LEASE_MS);
-    rds_node_t *n = e->cluster ? e->nodes[e->slot_node[redis_key_slot(key, (size_t)kl)]] : e->nodes[0];
+    rds_node_t *n = rds__node_for(e, b->channel, strlen(b->channel));
     const char *argv[] = {"FCALL", "tutti_lease", "1", key, e->node_id, ttl};
     size_t lens[] = {5, 11, 1, (size_t)kl, strlen(e->node_id), (size_t)tl};
     if (n == NULL || redis_conn_command(&n->cmd, rds__on_lease, b, NULL, 6, argv, lens) != 0) b->leader = false;

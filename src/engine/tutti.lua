@@ -53,8 +53,8 @@ local function expire(stream, now, ttl_ms)
   end
 end
 
-local function publish(keys, args)
-  local meta, stream = keys[1], keys[2]
+-- ARGV: channel, event, data, maxlen, ttl_ms, meta_ttl_ms, sharded ('1'/'0')
+local function publish_args(meta, stream, args)
   local channel, event, data = args[1], args[2], args[3]
   local maxlen, ttl, meta_ttl = tonumber(args[4]), tonumber(args[5]), tonumber(args[6])
   local sharded = args[7] == '1'
@@ -74,6 +74,20 @@ local function publish(keys, args)
     redis.call('PUBLISH', topic, payload)
   end
   return {epoch, offset}
+end
+
+local function publish(keys, args)
+  return publish_args(keys[1], keys[2], args)
+end
+
+-- A bridged message, published only by the holder of the bridge's lease, so
+-- that exactly one node relays it even while the lease changes hands.
+-- KEYS lease, meta, stream; ARGV node, then publish's arguments.
+local function relay(keys, args)
+  if redis.call('GET', keys[1]) ~= args[1] then return false end
+  local rest = {}
+  for i = 2, #args do rest[i - 1] = args[i] end
+  return publish_args(keys[2], keys[3], rest)
 end
 
 -- Position and, when asked (SINCE_OFFSET not ''), what follows it:
@@ -135,8 +149,10 @@ local function presence(keys, args)
   if op == 'set' then
     redis.call('HSET', hash, member, info)
     redis.call('ZADD', zset, now + ttl, member)
-    redis.call('PEXPIRE', hash, ttl)
-    redis.call('PEXPIRE', zset, ttl)
+    -- the keys live as long as their longest-lived member: never shorten
+    for _, k in ipairs({hash, zset}) do
+      if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
+    end
     return 1
   elseif op == 'del' then
     redis.call('HDEL', hash, member)
@@ -158,6 +174,7 @@ local function presence(keys, args)
 end
 
 redis.register_function('tutti_publish', publish)
+redis.register_function('tutti_relay', relay)
 redis.register_function('tutti_history', history)
 redis.register_function('tutti_presence', presence)
 
