@@ -12,6 +12,20 @@
 #                        empty file when none), run_problems (0 or 1), and run_drops,
 #                        run_retrans (net_drops and tcp_retrans during ssebench's run)
 #   jget FIELD FILE      a field of a one-line JSON document
+# For several nodes (bench/redis_fanout.sh):
+#   start_redis CPUS     a redis-server on a free loopback port (no persistence); sets
+#                        redis_pid, redis_port, redis_log, redis_version
+#   start_node W CPUS [tutti options...]   one more server, tracked apart from
+#                        server_pid; sets node_pid, node_port, node_log
+#   stop_pid PID NAME    SIGTERM, SIGKILL after 10 s, by PID; sets pid_status
+#   stop_tracked PID NAME   stop_pid, and forget PID (no longer stopped on exit)
+#   bench_run_nodes K W CPUS LABEL [ssebench options...]
+#                        one run on K fresh nodes (each with W workers on CPUS and the
+#                        tutti options in the array node_opts); subscribers spread over
+#                        them, published to the first; --aux-pid gets $aux_pids (e.g.
+#                        Redis) when set; sets run_json, run_problems, run_drops,
+#                        run_retrans like bench_run, and run_logs (the nodes' logs)
+#   log_summary FILE...  the warn/error lines of tutti logs, counted per level and event
 # Every process is started here and stopped by PID; traffic goes to 127.0.0.1 only.
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -83,6 +97,9 @@ stop_server() {
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 bench_cleanup() {
   stop_server || true
+  local i
+  for ((i = ${#tracked_pids[@]} - 1; i >= 0; i--)); do stop_pid "${tracked_pids[$i]}" || true; done
+  tracked_pids=()
   [ -z "${tmp:-}" ] || rm -rf "$tmp"
 }
 
@@ -173,6 +190,173 @@ bench_run() {
     echo "--- server log ($(wc -l <"$server_log") lines at level warn and above; first 10):"
     head -n 10 "$server_log"
   fi
+  if [ -s "$run_json" ]; then
+    [ "$(jget expected "$run_json")" = "$(jget delivered "$run_json")" ] || run_problems=1
+  else
+    run_problems=1
+  fi
+}
+
+# ------------------------------------------------------------------------------------
+# Several processes: Redis and further tutti nodes (bench/redis_fanout.sh)
+# ------------------------------------------------------------------------------------
+
+tracked_pids=() # started here besides server_pid; stopped by bench_cleanup, last first
+node_opts=()    # tutti options for every node of bench_run_nodes (set by the caller)
+aux_pids=""     # PIDs for ssebench --aux-pid in bench_run_nodes (e.g. Redis), or empty
+
+# Stops process $1 (a child of this shell) by PID: SIGTERM, then SIGKILL after 10 s.
+# Sets pid_status to its exit status (or "killed").
+stop_pid() {
+  local pid=$1 name=${2:-process}
+  pid_status=""
+  [ -n "$pid" ] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "$bench_name: $name $pid still running 10 s after SIGTERM; sending SIGKILL" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      pid_status="killed"
+    fi
+  fi
+  local rc=0
+  wait "$pid" 2>/dev/null || rc=$?
+  [ -n "$pid_status" ] || pid_status=$rc
+}
+
+# stop_pid, and drop $1 from the processes stopped on exit.
+stop_tracked() {
+  stop_pid "$1" "${2:-process}"
+  local keep=() p
+  for p in ${tracked_pids[@]+"${tracked_pids[@]}"}; do [ "$p" = "$1" ] || keep+=("$p"); done
+  tracked_pids=(${keep[@]+"${keep[@]}"})
+}
+
+# Sends one inline command to 127.0.0.1:$1 and prints the first reply line (bounded by 2 s).
+redis_inline() {
+  local port=$1
+  shift
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+    printf '%s\r\n' "$*" >&3
+    IFS= read -r -t 2 line <&3 || exit 1
+    printf '%s\n' "${line%$'\r'}"
+  ) 2>/dev/null
+}
+
+# Starts redis-server (REDIS_SERVER, default /usr/bin/redis-server; Redis 7 or later, which
+# tutti's engine needs) on a free loopback port with CPUs $1, without persistence; sets
+# redis_pid, redis_port, redis_log, redis_version. Exits 2 when it cannot.
+start_redis() {
+  local cpus=$1 bin=${REDIS_SERVER:-/usr/bin/redis-server}
+  if [ ! -x "$bin" ]; then
+    echo "$bench_name: no redis-server at $bin (apt-get install redis-server, or set REDIS_SERVER)" >&2
+    exit 2
+  fi
+  redis_version=$("$bin" --version 2>/dev/null | sed -n 's/.* v=\([0-9][0-9.]*\).*/\1/p')
+  if [ -z "$redis_version" ] || [ "${redis_version%%.*}" -lt 7 ]; then
+    echo "$bench_name: $bin is Redis '${redis_version:-?}'; tutti's engine needs 7 or later" >&2
+    exit 2
+  fi
+  redis_port=$(free_port) || { echo "$bench_name: no free port found" >&2; exit 2; }
+  mkdir -p "$tmp/redis"
+  redis_log=$tmp/redis/redis.log
+  # shellcheck disable=SC2046
+  $(pin_to "$cpus") "$bin" --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+    --dir "$tmp/redis" --daemonize no --protected-mode yes --logfile '' >"$redis_log" 2>&1 &
+  redis_pid=$!
+  tracked_pids+=("$redis_pid")
+  for _ in $(seq 100); do
+    if ! kill -0 "$redis_pid" 2>/dev/null; then
+      echo "$bench_name: redis-server exited at start:" >&2
+      tail -n 20 "$redis_log" >&2
+      exit 2
+    fi
+    if [ "$(redis_inline "$redis_port" PING)" = "+PONG" ]; then return 0; fi
+    sleep 0.1
+  done
+  echo "$bench_name: redis-server did not answer PING on 127.0.0.1:$redis_port within 10 s" >&2
+  tail -n 20 "$redis_log" >&2
+  exit 2
+}
+
+# Starts one more tutti ($1 workers on CPUs $2, further tutti options after), tracked for
+# bench_cleanup but not in server_pid; sets node_pid, node_port, node_log.
+start_node() {
+  local saved_pid=$server_pid saved_port=${port:-} saved_log=${server_log:-}
+  server_pid=""
+  start_server "$@"
+  node_pid=$server_pid node_port=$port node_log=$server_log
+  tracked_pids+=("$node_pid")
+  server_pid=$saved_pid port=$saved_port server_log=$saved_log
+}
+
+# The warn/error lines of tutti's JSON logs $@, as "COUNT LEVEL EVENT" lines (other
+# non-empty lines, e.g. a crash report, count as "? other").
+log_summary() {
+  cat "$@" 2>/dev/null | awk '
+    /^[[:space:]]*$/ { next }
+    {
+      lv = "?"; ev = "other"
+      if (match($0, /"level":"[a-z]+"/)) lv = substr($0, RSTART + 9, RLENGTH - 10)
+      if (match($0, /"event":"[^"]*"/)) ev = substr($0, RSTART + 9, RLENGTH - 10)
+      n[lv " " ev]++
+    }
+    END { for (k in n) print n[k], k }' | sort -k2,2 -k3,3
+}
+
+# One run on $1 fresh nodes: $2 workers each on CPUs $3, label $4, then ssebench's options
+# (without --host, --port, --sub-ports, --server-pid, --aux-pid, --timeout, --json). Every
+# node gets the tutti options in the array node_opts; the subscribers are spread
+# round-robin over the nodes and the messages are published to the first one.
+# shellcheck disable=SC2034  # run_* are for the caller
+bench_run_nodes() {
+  local nodes=$1 workers=$2 cpus=$3 label=$4
+  shift 4
+  local pids=() ports=() k
+  run_logs=()
+  for k in $(seq "$nodes"); do
+    start_node "$workers" "$cpus" ${node_opts[@]+"${node_opts[@]}"}
+    pids+=("$node_pid"); ports+=("$node_port"); run_logs+=("$node_log")
+  done
+  local plist plist_ports
+  plist=$(IFS=,; echo "${pids[*]}"); plist_ports=$(IFS=,; echo "${ports[*]}")
+  local out=$tmp/run-nodes$nodes-w$workers-$label.txt rc=0
+  run_json=$tmp/run-nodes$nodes-w$workers-$label.json
+  echo
+  echo "=== $nodes x tutti --workers $workers ($label) on 127.0.0.1:{$plist_ports}, pids $plist" \
+    "$( [ "$pin" = 1 ] && echo "pinned to CPU $cpus, ssebench on CPU 1" || echo "not pinned")"
+  local aux=()
+  [ -z "${aux_pids:-}" ] || aux=(--aux-pid "$aux_pids")
+  local drops0 retrans0
+  drops0=$(net_drops); retrans0=$(tcp_retrans)
+  # shellcheck disable=SC2046
+  timeout $((TMO + 120)) $(pin_to 1) "$SSEBENCH_BIN" --host 127.0.0.1 --port "${ports[0]}" \
+    --sub-ports "$plist_ports" --server-pid "$plist" ${aux[@]+"${aux[@]}"} --timeout "$TMO" \
+    --json "$@" >"$out" 2>&1 || rc=$?
+  run_drops=$(($(net_drops) - drops0)); run_retrans=$(($(tcp_retrans) - retrans0))
+  grep -v '^{' "$out" || true
+  grep '^{' "$out" >"$run_json" || true
+  run_problems=0
+  if [ "$rc" != 0 ]; then
+    echo "!!! ssebench exited with $rc"
+    run_problems=1
+  fi
+  for k in "${!pids[@]}"; do
+    stop_tracked "${pids[$k]}" "tutti"
+    if [ "$pid_status" != 0 ]; then
+      echo "!!! tutti ${pids[$k]} (port ${ports[$k]}) exited with status $pid_status after SIGTERM"
+      run_problems=1
+    fi
+    if [ -s "${run_logs[$k]}" ]; then
+      echo "--- log of node $((k + 1)) (port ${ports[$k]}; $(wc -l <"${run_logs[$k]}") lines at level warn and above; first 10):"
+      head -n 10 "${run_logs[$k]}"
+    fi
+  done
   if [ -s "$run_json" ]; then
     [ "$(jget expected "$run_json")" = "$(jget delivered "$run_json")" ] || run_problems=1
   else

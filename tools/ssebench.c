@@ -47,6 +47,13 @@
  * beside the JSON size, so the compression is visible. The client never sends data
  * frames; its pongs and close answers are masked.
  *
+ * Several nodes (--sub-ports): the subscribers are spread round-robin over several
+ * server ports (e.g. tutti nodes sharing channels through Redis) while the publishers use
+ * --port, so one run counts every delivery on every node and the window paces on all of
+ * them; the report adds the figures per port. --server-pid then takes one PID per node
+ * (RSS and CPU summed over them, and CPU shown per PID), and --aux-pid reads the CPU
+ * time of further processes (e.g. Redis) over the same window, reported on its own.
+ *
  * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o ssebench ssebench.c -lz
  * Only loopback addresses (127.0.0.0/8) are accepted as targets.
  */
@@ -107,6 +114,9 @@
 
 #define SSEB_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define SSEB_WS_OFFER "permessage-deflate; client_max_window_bits" /* what browsers send */
+
+#define SSEB_MAX_PORTS 16 /* --sub-ports entries */
+#define SSEB_MAX_PIDS 16  /* --server-pid and --aux-pid entries */
 
 /* ------------------------------------------------------------------------------------
  * Small utilities: time, fatal errors, growable buffers
@@ -654,7 +664,14 @@ typedef struct sseb_opts_s {
   uint32_t window;      /* W: unsettled messages allowed when R = 0 */
   uint32_t payload;     /* target data size in bytes */
   uint32_t publishers;  /* K */
-  long server_pid;      /* 0 = no server figures */
+  long server_pid;      /* 0 = no server figures; else server_pids[0] */
+  long server_pids[SSEB_MAX_PIDS]; /* --server-pid P[,P...]: figures summed over them */
+  uint32_t n_server_pids;
+  long aux_pids[SSEB_MAX_PIDS]; /* --aux-pid P[,P...]: CPU time reported apart */
+  uint32_t n_aux_pids;
+  unsigned sub_ports[SSEB_MAX_PORTS]; /* subscriber i connects to sub_ports[i % n] */
+  uint32_t n_sub_ports;               /* 1 (= --port) unless --sub-ports was given */
+  int sub_ports_given;
   double timeout_s;
   int json;
   int ws;      /* --transport ws */
@@ -687,7 +704,12 @@ static void sseb_usage(FILE *f) {
       "                      varied vocabulary, compresses about like text) or random\n"
       "                      (base64-like, hardly compresses) (x)\n"
       "  --publishers K      keep-alive publisher connections (1)\n"
-      "  --server-pid PID    read the server's RSS and CPU time from /proc/PID\n"
+      "  --server-pid PID    read the server's RSS and CPU time from /proc/PID; a\n"
+      "                      comma-separated list (one PID per node) sums them\n"
+      "  --sub-ports P,P...  spread the subscribers round-robin over these server\n"
+      "                      ports (several nodes); publishers still use --port\n"
+      "  --aux-pid PID[,PID] also read the CPU time of these processes (e.g. Redis)\n"
+      "                      over the same window, reported apart from the server's\n"
       "  --timeout S         stop S seconds after the last publish, or after S seconds\n"
       "                      without progress; also bounds the connect phase (30)\n"
       "  --json              also print one JSON line with the results\n",
@@ -701,6 +723,29 @@ static double sseb_parse_num(const char *opt, const char *s, double min, double 
   if (errno || end == s || *end != '\0' || !(v >= min && v <= max))
     sseb_die("%s: '%s' is not a number in [%g, %g]", opt, s, min, max);
   return v;
+}
+
+/* Parses a comma-separated list of at most maxn numbers in [min, max] into out;
+ * returns how many. */
+static uint32_t sseb_parse_list(const char *opt, const char *s, double min, double max,
+                                long *out, uint32_t maxn) {
+  uint32_t n = 0;
+  const char *p = s;
+  for (;;) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    char item[32];
+    if (len == 0 || len >= sizeof item)
+      sseb_die("%s: '%s' is not a comma-separated list of numbers", opt, s);
+    if (n == maxn)
+      sseb_die("%s: at most %u entries", opt, (unsigned)maxn);
+    memcpy(item, p, len);
+    item[len] = '\0';
+    out[n++] = (long)sseb_parse_num(opt, item, min, max);
+    if (comma == NULL)
+      return n;
+    p = comma + 1;
+  }
 }
 
 static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
@@ -721,6 +766,8 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       {"deflate", no_argument, NULL, 'D'},
       {"pad", required_argument, NULL, 'P'},
       {"inflate-every-copy", no_argument, NULL, 'I'},
+      {"sub-ports", required_argument, NULL, 'S'},
+      {"aux-pid", required_argument, NULL, 'A'},
       {"help", no_argument, NULL, 'H'},
       {NULL, 0, NULL, 0},
   };
@@ -749,7 +796,22 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       case 'w': o->window = (uint32_t)sseb_parse_num("--window", optarg, 1, 1000000); break;
       case 'b': o->payload = (uint32_t)sseb_parse_num("--payload", optarg, 0, 900000); break;
       case 'k': o->publishers = (uint32_t)sseb_parse_num("--publishers", optarg, 1, 64); break;
-      case 's': o->server_pid = (long)sseb_parse_num("--server-pid", optarg, 1, 4194304); break;
+      case 's':
+        o->n_server_pids =
+            sseb_parse_list("--server-pid", optarg, 1, 4194304, o->server_pids, SSEB_MAX_PIDS);
+        o->server_pid = o->server_pids[0];
+        break;
+      case 'A':
+        o->n_aux_pids = sseb_parse_list("--aux-pid", optarg, 1, 4194304, o->aux_pids, SSEB_MAX_PIDS);
+        break;
+      case 'S': {
+        long ports[SSEB_MAX_PORTS];
+        o->n_sub_ports = sseb_parse_list("--sub-ports", optarg, 1, 65535, ports, SSEB_MAX_PORTS);
+        for (uint32_t i = 0; i < o->n_sub_ports; i++)
+          o->sub_ports[i] = (unsigned)ports[i];
+        o->sub_ports_given = 1;
+        break;
+      }
       case 't': o->timeout_s = sseb_parse_num("--timeout", optarg, 0.1, 3600); break;
       case 'j': o->json = 1; break;
       case 'T':
@@ -780,6 +842,10 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
     sseb_die("unexpected argument '%s' (see --help)", argv[optind]);
   if (o->port == 0)
     sseb_die("--port is required (see --help)");
+  if (!o->sub_ports_given) {
+    o->sub_ports[0] = o->port;
+    o->n_sub_ports = 1;
+  }
   if (o->deflate && !o->ws)
     sseb_die("--deflate needs --transport ws");
   if (o->inflate_all && !o->deflate)
@@ -875,6 +941,31 @@ static long long sseb_proc_cpu_ns(long pid) {
   }
   closedir(d);
   return found ? sum : -1;
+}
+
+/* VmRSS summed over n PIDs in KiB, or -1 when one is unreadable. */
+static long sseb_pids_rss_kib(const long *pids, uint32_t n) {
+  long sum = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    long v = sseb_proc_rss_kib(pids[i]);
+    if (v < 0)
+      return -1;
+    sum += v;
+  }
+  return sum;
+}
+
+/* CPU of n PIDs: clock ticks and schedstat ns summed into *ticks and *ns (-1 when one is
+ * unreadable), and each PID's schedstat ns in ns_each[i]. */
+static void sseb_pids_cpu(const long *pids, uint32_t n, long long *ticks, long long *ns,
+                          long long *ns_each) {
+  *ticks = *ns = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    long long t = sseb_proc_cpu_ticks(pids[i]), c = sseb_proc_cpu_ns(pids[i]);
+    ns_each[i] = c;
+    *ticks = t < 0 || *ticks < 0 ? -1 : *ticks + t;
+    *ns = c < 0 || *ns < 0 ? -1 : *ns + c;
+  }
 }
 
 /* ------------------------------------------------------------------------------------
@@ -1013,6 +1104,14 @@ typedef struct sseb_s {
   long long cpu_end;
   long long sched_start; /* schedstat ns */
   long long sched_end;
+  long long sched_start_each[SSEB_MAX_PIDS]; /* per --server-pid entry */
+  long long sched_end_each[SSEB_MAX_PIDS];
+  long long aux_ticks_start; /* --aux-pid, summed */
+  long long aux_ticks_end;
+  long long aux_start;
+  long long aux_end;
+  long long aux_start_each[SSEB_MAX_PIDS];
+  long long aux_end_each[SSEB_MAX_PIDS];
 
   const char *stop_reason;
 } sseb_t;
@@ -1146,8 +1245,9 @@ static void sseb_sub_start(uint32_t i) {
     if (bind(s->fd, (struct sockaddr *)&src, sizeof src) != 0)
       sseb_die("bind 127.0.0.%u: %s", 1 + i % g.n_src, strerror(errno));
   }
-  struct sockaddr_in dst = {
-      .sin_family = AF_INET, .sin_port = htons((uint16_t)g.o.port), .sin_addr = g.o.addr};
+  struct sockaddr_in dst = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)g.o.sub_ports[i % g.o.n_sub_ports]),
+                            .sin_addr = g.o.addr};
   s->state = SSEB_SUB_CONNECTING;
   int rc = connect(s->fd, (struct sockaddr *)&dst, sizeof dst);
   if (rc != 0 && errno != EINPROGRESS) {
@@ -2190,6 +2290,68 @@ static double sseb_ms(uint64_t ns) {
   return (double)ns / 1e6;
 }
 
+static void sseb_buf_puts(sseb_buf_t *b, const char *str) {
+  sseb_buf_append(b, str, strlen(str), (size_t)-1);
+}
+
+/* Seconds between two schedstat readings in ns, or -1 when either is unknown. */
+static double sseb_cpu_delta_s(long long start, long long end) {
+  return start >= 0 && end >= 0 ? (double)(end - start) / 1e9 : -1.0;
+}
+
+/* Appends the extra JSON fields of --server-pid lists, --aux-pid and --sub-ports (keys
+ * unlike any other key of the line, so a first-match lookup still finds the totals). */
+static void sseb_json_multi(sseb_buf_t *b) {
+  const sseb_opts_t *o = &g.o;
+  char t[256];
+  size_t max = (size_t)-1;
+  if (o->n_server_pids > 1) {
+    sseb_buf_puts(b, ",\"server_pids\":[");
+    for (uint32_t k = 0; k < o->n_server_pids; k++) {
+      int n = snprintf(t, sizeof t, "%s%ld", k ? "," : "", o->server_pids[k]);
+      sseb_buf_append(b, t, (size_t)n, max);
+    }
+    sseb_buf_puts(b, "],\"server_cpu_each_s\":[");
+    for (uint32_t k = 0; k < o->n_server_pids; k++) {
+      int n = snprintf(t, sizeof t, "%s%.4f", k ? "," : "",
+                       sseb_cpu_delta_s(g.sched_start_each[k], g.sched_end_each[k]));
+      sseb_buf_append(b, t, (size_t)n, max);
+    }
+    sseb_buf_puts(b, "]");
+  }
+  if (o->n_aux_pids) {
+    double aux_s = sseb_cpu_delta_s(g.aux_start, g.aux_end);
+    int n = snprintf(t, sizeof t, ",\"aux_cpu_s\":%.4f,\"aux_cpu_us_per_delivery\":%.4f,\"aux_pids\":[",
+                     aux_s, aux_s >= 0 && g.delivered > 0 ? aux_s * 1e6 / (double)g.delivered : -1.0);
+    sseb_buf_append(b, t, (size_t)n, max);
+    for (uint32_t k = 0; k < o->n_aux_pids; k++) {
+      n = snprintf(t, sizeof t, "%s%ld", k ? "," : "", o->aux_pids[k]);
+      sseb_buf_append(b, t, (size_t)n, max);
+    }
+    sseb_buf_puts(b, "]");
+  }
+  if (o->sub_ports_given) {
+    sseb_buf_puts(b, ",\"port_stats\":[");
+    for (uint32_t k = 0; k < o->n_sub_ports; k++) {
+      uint32_t n = 0, conn = 0;
+      uint64_t dlv = 0;
+      for (uint32_t i = k; i < o->subscribers; i += o->n_sub_ports) {
+        n++;
+        conn += g.subs[i].connected;
+        dlv += g.subs[i].delivered;
+      }
+      int len = snprintf(t, sizeof t,
+                         "%s{\"sub_port\":%u,\"port_subscribers\":%" PRIu32
+                         ",\"port_connected\":%" PRIu32 ",\"port_delivered\":%" PRIu64
+                         ",\"port_expected\":%" PRIu64 "}",
+                         k ? "," : "", o->sub_ports[k], n, conn, dlv, (uint64_t)n * o->messages);
+      sseb_buf_append(b, t, (size_t)len, max);
+    }
+    sseb_buf_puts(b, "]");
+  }
+  sseb_buf_append(b, "", 1, max); /* NUL */
+}
+
 static void sseb_report(void) {
   const sseb_opts_t *o = &g.o;
   uint64_t expected = (uint64_t)o->subscribers * o->messages;
@@ -2286,8 +2448,39 @@ static void sseb_report(void) {
         "  server CPU         %.4f s in publish window (stat utime+stime %.2f s), "
         "%.3f us/delivery\n",
         cpu_best, cpu_s, cpu_us);
+    if (o->n_server_pids > 1) {
+      printf("  server CPU each   ");
+      for (uint32_t k = 0; k < o->n_server_pids; k++)
+        printf(" pid %ld %.4f s%s", o->server_pids[k],
+               sseb_cpu_delta_s(g.sched_start_each[k], g.sched_end_each[k]),
+               k + 1 < o->n_server_pids ? "," : "\n");
+    }
   } else {
     printf("  server RSS/CPU     (no --server-pid)\n");
+  }
+  double aux_s = sseb_cpu_delta_s(g.aux_start, g.aux_end);
+  double aux_us = aux_s >= 0 && g.delivered > 0 ? aux_s * 1e6 / (double)g.delivered : -1.0;
+  if (o->n_aux_pids) {
+    printf("  aux CPU            %.4f s in publish window, %.3f us/delivery (pid",
+           aux_s, aux_us);
+    for (uint32_t k = 0; k < o->n_aux_pids; k++)
+      printf(" %ld: %.4f s", o->aux_pids[k],
+             sseb_cpu_delta_s(g.aux_start_each[k], g.aux_end_each[k]));
+    printf(")\n");
+  }
+  if (o->sub_ports_given) {
+    for (uint32_t k = 0; k < o->n_sub_ports; k++) {
+      uint32_t n = 0, conn = 0;
+      uint64_t dlv = 0;
+      for (uint32_t i = k; i < o->subscribers; i += o->n_sub_ports) {
+        n++;
+        conn += g.subs[i].connected;
+        dlv += g.subs[i].delivered;
+      }
+      printf("  port %-5u         %" PRIu32 " subscribers (%" PRIu32 " connected), %" PRIu64
+             " / %" PRIu64 " delivered\n",
+             o->sub_ports[k], n, conn, dlv, (uint64_t)n * o->messages);
+    }
   }
   printf("  stopped            %s\n", g.stop_reason ? g.stop_reason : "-");
   if (g.sub_error[0])
@@ -2310,6 +2503,8 @@ static void sseb_report(void) {
                "\"rss_end_kib\":null,\"rss_per_subscriber_kib\":null,"
                "\"server_cpu_s\":null,\"server_cpu_stat_s\":null,\"cpu_us_per_delivery\":null");
     char wsf[400] = "";
+    sseb_buf_t multi = {0};
+    sseb_json_multi(&multi);
     if (o->ws)
       snprintf(wsf, sizeof wsf,
                ",\"transport\":\"ws\",\"deflate_offered\":%s,\"deflate_subscribers\":%" PRIu32
@@ -2331,12 +2526,13 @@ static void sseb_report(void) {
            ",\"out_of_order\":%" PRIu64 ",\"id_mismatch\":%" PRIu64 ",\"closed_early\":%" PRIu32
            ",\"error_events\":%" PRIu64 ",\"foreign_data\":%" PRIu64
            ",%s,\"stop\":\"%s\","
-           "\"subscriber_problem\":\"%s\",\"publish_problem\":\"%s\"%s}\n",
+           "\"subscriber_problem\":\"%s\",\"publish_problem\":\"%s\"%s%s}\n",
            o->subscribers, o->messages, o->rate, o->window, o->payload, o->publishers, g.connected,
            connect_s, g.next_seq, g.publish_errors, pub_rate, expected, g.delivered, dps, window_s,
            sseb_ms(p50), sseb_ms(p90), sseb_ms(p99), sseb_ms(g.lat.max), lost, subs_lossy, g.dups,
            g.ooo, g.id_mismatch, g.closed_early, g.sse_errors, g.bad_data, srv,
-           g.stop_reason ? g.stop_reason : "", g.sub_error, g.publish_error, wsf);
+           g.stop_reason ? g.stop_reason : "", g.sub_error, g.publish_error, wsf, multi.p);
+    sseb_buf_free(&multi);
   }
   fflush(stdout);
 }
@@ -2419,6 +2615,9 @@ static void sseb_setup(void) {
   sseb_ep_ctl(EPOLL_CTL_ADD, g.tfd, EPOLLIN, SSEB_TAG_TIMER, 0);
   g.rss_before = g.rss_connected = g.rss_end = -1;
   g.cpu_start = g.cpu_end = g.sched_start = g.sched_end = -1;
+  g.aux_ticks_start = g.aux_ticks_end = g.aux_start = g.aux_end = -1;
+  for (uint32_t k = 0; k < SSEB_MAX_PIDS; k++)
+    g.sched_start_each[k] = g.sched_end_each[k] = g.aux_start_each[k] = g.aux_end_each[k] = -1;
 }
 
 /* Closes every socket this process opened (the process exits right after). */
@@ -2449,11 +2648,14 @@ int main(int argc, char **argv) {
   sseb_setup();
   static char buf[SSEB_READ_CHUNK];
 
-  if (g.o.server_pid) {
-    g.rss_before = sseb_proc_rss_kib(g.o.server_pid);
-    if (g.rss_before < 0)
-      sseb_die("cannot read /proc/%ld/status", g.o.server_pid);
-  }
+  for (uint32_t k = 0; k < g.o.n_server_pids; k++)
+    if (sseb_proc_rss_kib(g.o.server_pids[k]) < 0)
+      sseb_die("cannot read /proc/%ld/status", g.o.server_pids[k]);
+  for (uint32_t k = 0; k < g.o.n_aux_pids; k++)
+    if (sseb_proc_cpu_ns(g.o.aux_pids[k]) < 0)
+      sseb_die("cannot read /proc/%ld/task/*/schedstat (--aux-pid)", g.o.aux_pids[k]);
+  if (g.o.server_pid)
+    g.rss_before = sseb_pids_rss_kib(g.o.server_pids, g.o.n_server_pids);
   g.t_connect_start = sseb_now();
   if (sseb_connect_all(buf) != 0) {
     g.stop_reason = "connect phase failed";
@@ -2467,13 +2669,15 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (g.o.server_pid)
-    g.rss_connected = sseb_proc_rss_kib(g.o.server_pid);
+    g.rss_connected = sseb_pids_rss_kib(g.o.server_pids, g.o.n_server_pids);
   for (uint32_t k = 0; k < g.o.publishers; k++)
     sseb_pub_open(k);
-  if (g.o.server_pid) {
-    g.cpu_start = sseb_proc_cpu_ticks(g.o.server_pid);
-    g.sched_start = sseb_proc_cpu_ns(g.o.server_pid);
-  }
+  if (g.o.server_pid)
+    sseb_pids_cpu(g.o.server_pids, g.o.n_server_pids, &g.cpu_start, &g.sched_start,
+                  g.sched_start_each);
+  if (g.o.n_aux_pids)
+    sseb_pids_cpu(g.o.aux_pids, g.o.n_aux_pids, &g.aux_ticks_start, &g.aux_start,
+                  g.aux_start_each);
   sseb_run(buf);
   /* Collect the publish answers still in flight (bounded), so the counts are final. */
   uint64_t grace = sseb_now() + SSEB_NS;
@@ -2481,10 +2685,12 @@ int main(int argc, char **argv) {
     sseb_poll(SSEB_TICK_MS, buf);
   g.t_end = sseb_now();
   if (g.o.server_pid) {
-    g.cpu_end = sseb_proc_cpu_ticks(g.o.server_pid);
-    g.sched_end = sseb_proc_cpu_ns(g.o.server_pid);
-    g.rss_end = sseb_proc_rss_kib(g.o.server_pid);
+    sseb_pids_cpu(g.o.server_pids, g.o.n_server_pids, &g.cpu_end, &g.sched_end,
+                  g.sched_end_each);
+    g.rss_end = sseb_pids_rss_kib(g.o.server_pids, g.o.n_server_pids);
   }
+  if (g.o.n_aux_pids)
+    sseb_pids_cpu(g.o.aux_pids, g.o.n_aux_pids, &g.aux_ticks_end, &g.aux_end, g.aux_end_each);
   sseb_report();
   sseb_teardown();
   uint64_t expected = (uint64_t)g.o.subscribers * g.o.messages;

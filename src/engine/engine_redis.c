@@ -850,6 +850,7 @@ static void rds__bridge_subscribe(rds_engine_t *e, rds_node_t *n) {
 static void rds__on_conn_state(redis_conn_t *c, redis_conn_state_t s) {
   rds_node_t *n = c->hooks.data;
   rds_engine_t *e = n->e;
+  if (e->destroying) return;
   if (c == &n->cmd) {
     if (s == REDIS_CONN_UP) {
       if (!e->topology_known && n == e->nodes[0]) {
