@@ -45,7 +45,9 @@ struct ws_client_s {
   /* permessage-deflate */
   bool deflate;
   bool inflate_reset;      /* client_no_context_takeover agreed */
+  bool inflate_ended;      /* the last message ended the deflate stream */
   z_stream *inflater;
+  tt_str_t window;         /* the last 32 KiB inflated: the context a new stream continues */
 
   /* input */
   uint8_t *in;
@@ -118,15 +120,24 @@ static int ws__deflate(const char *data, size_t len, tt_str_t *out) {
   return 0;
 }
 
-/* Inflates a client's message into `out`, at most `max` bytes. */
+/* Inflates a client's message into `out`, at most `max` bytes. With context
+ * takeover, a message may end the deflate stream (a final block, RFC 7692
+ * 7.2.3.4): the next one then starts a new stream primed with the last
+ * 32 KiB of output. */
 static int ws__inflate(ws_client_t *cl, const char *data, size_t len, tt_str_t *out, size_t max) {
   if (cl->inflater == NULL) {
     cl->inflater = tt_calloc(1, sizeof(z_stream));
     if (inflateInit2(cl->inflater, -15) != Z_OK) return -ENOMEM;
   }
   z_stream *z = cl->inflater;
+  if (cl->inflate_ended) {
+    inflateReset(z);
+    if (cl->window.len > 0) inflateSetDictionary(z, (const Bytef *)cl->window.data, (uInt)cl->window.len);
+    cl->inflate_ended = false;
+  }
   static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
-  for (int part = 0; part < 2; part++) {
+  int rc = Z_OK;
+  for (int part = 0; part < 2 && rc != Z_STREAM_END; part++) {
     z->next_in = (Bytef *)(part == 0 ? (const uint8_t *)data : tail);
     z->avail_in = (uInt)(part == 0 ? len : sizeof(tail));
     while (z->avail_in > 0) {
@@ -134,7 +145,7 @@ static int ws__inflate(ws_client_t *cl, const char *data, size_t len, tt_str_t *
       z->next_out = (Bytef *)out->data + out->len;
       z->avail_out = (uInt)(out->cap - out->len - 1);
       size_t before = z->avail_out;
-      int rc = inflate(z, Z_SYNC_FLUSH);
+      rc = inflate(z, Z_SYNC_FLUSH);
       out->len += before - z->avail_out;
       if (out->len > max) return -EMSGSIZE;
       if (rc == Z_STREAM_END) break;
@@ -142,7 +153,23 @@ static int ws__inflate(ws_client_t *cl, const char *data, size_t len, tt_str_t *
       if (rc == Z_BUF_ERROR && z->avail_out != 0) break;
     }
   }
-  if (cl->inflate_reset) inflateReset(z);
+  if (cl->inflate_reset) {
+    inflateReset(z);
+    return 0;
+  }
+  if (rc == Z_STREAM_END) cl->inflate_ended = true;
+  /* keep the last 32 KiB as the context for a stream that must restart */
+  size_t keep = 32768;
+  if (out->len >= keep) {
+    cl->window.len = 0;
+    tt_str_append(&cl->window, out->data + out->len - keep, keep);
+  } else {
+    tt_str_append(&cl->window, out->data, out->len);
+    if (cl->window.len > keep) {
+      memmove(cl->window.data, cl->window.data + cl->window.len - keep, keep);
+      cl->window.len = keep;
+    }
+  }
   return 0;
 }
 
@@ -378,6 +405,17 @@ typedef struct ws_req_s {
 
 static int ws__member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
   ws_req_t *r = ctx;
+  char buf[32];
+  if (memchr(key.p, '\\', key.len) != NULL) { /* a key written with escapes */
+    tt_str_t k = {0};
+    tt_json_span_t quoted = {key.p - 1, key.len + 2};
+    tt_json_string_decode(quoted, &k);
+    size_t n = TT_MIN(k.len, sizeof(buf));
+    memcpy(buf, k.data ? k.data : "", n);
+    key.p = buf;
+    key.len = k.len <= sizeof(buf) ? n : 0;
+    tt_str_free(&k);
+  }
   WS_FIELD(type)
   WS_FIELD(id)
   WS_FIELD(channel)
@@ -390,9 +428,9 @@ static int ws__member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
   return 0;
 }
 
-static bool ws__span_is(tt_json_span_t v, const char *s) {
+static bool ws__type_is(const tt_str_t *type, const char *s) {
   size_t n = strlen(s);
-  return v.len == n + 2 && v.p[0] == '"' && memcmp(v.p + 1, s, n) == 0;
+  return type->len == n && memcmp(type->data, s, n) == 0;
 }
 
 /* Decodes the request's channel (or topic) into `out`; answers the error. */
@@ -514,7 +552,7 @@ static bool ws__rate_ok(ws_client_t *cl) {
 
 static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
   ws_req_t r = {0};
-  tt_str_t ref = {0}, channel = {0}, ev = {0};
+  tt_str_t ref = {0}, channel = {0}, ev = {0}, type = {0};
   int rc = tt_json_object_scan(text, len, ws__member, &r);
   if (r.has_id) tt_str_append(&ref, r.id.p, r.id.len);
   if (!ws__rate_ok(cl)) {
@@ -533,8 +571,12 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
     ws__error(cl, "SHUTTING_DOWN", "the server is shutting down", &ref);
     goto done;
   }
+  if (tt_json_string_decode(r.type, &type) != 0) {
+    ws__error(cl, "UNKNOWN_TYPE", "type must be a string", &ref);
+    goto done;
+  }
 
-  if (ws__span_is(r.type, "ping")) {
+  if (ws__type_is(&type, "ping")) {
     tt_str_t s = {0};
     tt_str_appends(&s, "{\"type\":\"pong\"");
     if (r.has_client_time) {
@@ -546,7 +588,7 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
     tt_str_appends(&s, "}");
     ws__send_text(cl, &s);
     tt_str_free(&s);
-  } else if (ws__span_is(r.type, "subscribe")) {
+  } else if (ws__type_is(&type, "subscribe")) {
     if (ws__channel(cl, &r, &channel, &ref) != 0) goto done;
     engine_pos_t since;
     if (r.has_since) {
@@ -564,7 +606,7 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
       }
     }
     ws__subscribe(cl, channel.data, channel.len, r.has_since ? &since : NULL, &ref, r.has_presence ? &r.presence : NULL);
-  } else if (ws__span_is(r.type, "unsubscribe")) {
+  } else if (ws__type_is(&type, "unsubscribe")) {
     if (ws__channel(cl, &r, &channel, &ref) != 0) goto done;
     ws_sub_t *s = ws__find(cl, channel.data, channel.len);
     if (s == NULL) {
@@ -580,7 +622,7 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
     tt_str_appends(&out, "}");
     ws__send_text(cl, &out);
     tt_str_free(&out);
-  } else if (ws__span_is(r.type, "publish")) {
+  } else if (ws__type_is(&type, "publish")) {
     const char *why;
     if (ws__channel(cl, &r, &channel, &ref) != 0) goto done;
     if (!r.has_data) {
@@ -608,7 +650,7 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
     net_conn_ref(cl->conn);
     hub_publish(ws.hub, &net_conn_worker(cl->conn)->loop, channel.data, channel.len, r.has_event ? ev.data : "message",
                 r.has_event ? ev.len : 7, r.data.p, r.data.len, ws__on_published, p);
-  } else if (ws__span_is(r.type, "presence")) {
+  } else if (ws__type_is(&type, "presence")) {
     if (ws__channel(cl, &r, &channel, &ref) != 0) goto done;
     ws_presence_req_t *p = tt_calloc(1, sizeof(*p) + channel.len + 1);
     p->client = cl;
@@ -619,7 +661,7 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
     net_conn_ref(cl->conn);
     engine_t *e = hub_engine(ws.hub);
     e->vt->presence_list(e, &net_conn_worker(cl->conn)->loop, channel.data, channel.len, ws__on_presence, p);
-  } else if (ws__span_is(r.type, "get_stats")) {
+  } else if (ws__type_is(&type, "get_stats")) {
     ws__stats(cl, &ref);
   } else {
     ws__error(cl, "UNKNOWN_TYPE", "type must be subscribe, unsubscribe, publish, presence, ping or get_stats", &ref);
@@ -628,6 +670,7 @@ done:
   tt_str_free(&ref);
   tt_str_free(&channel);
   tt_str_free(&ev);
+  tt_str_free(&type);
 }
 
 /* ================================================================ frame reader */
@@ -821,6 +864,7 @@ static void ws__on_close(net_conn_t *c) {
   }
   free(cl->in);
   tt_str_free(&cl->msg);
+  tt_str_free(&cl->window);
   obs_inc(OBS_WS_CLOSED);
   tt_log(TT_LOG_DEBUG, "ws.close", "WebSocket client closed", "\"conn\":%" PRIu64, net_conn_id(c));
   free(cl);

@@ -5,6 +5,7 @@
 // 1000-subscriber fan-out and shutdown.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import zlib from 'node:zlib';
 import {
   startTutti, publish, publishRaw, waitFor, openSSE, getJSON, parsePosition, sseAgent,
 } from '../lib/harness.mjs';
@@ -681,6 +682,29 @@ test('permessage-deflate offers: client_no_context_takeover answered, server_max
   const e = await deflateRaw(srv, 'permessage-deflate; server_max_window_bits=9, permessage-deflate');
   assert.ok(e.deflate, `second offer accepted: ${JSON.stringify(e.extensions)}`);
   assert.doesNotMatch(e.extensions, /server_max_window_bits=9/);
+});
+
+test('with context takeover, a compressed message may end the deflate stream (BFINAL) and the next ones still inflate', async () => {
+  const c = await deflateRaw(srv, 'permessage-deflate');
+  // deflateRawSync with the default flush ends each message with a final block (RFC 7692 7.2.3.4)
+  for (let i = 0; i < 3; i++) {
+    const z = zlib.deflateRawSync(Buffer.from(`{"type":"ping","client_time":${900 + i}}`));
+    c.write(encodeFrame({ opcode: OP.TEXT, rsv1: true, payload: z }));
+    await c.waitMessage((m) => m.json?.type === 'pong' && m.json.client_time === 900 + i, 3000, `pong ${i}`);
+  }
+  // and a message that refers back to the previous one's text (window carried over)
+  const dict = zlib.deflateRawSync(Buffer.from('{"type":"ping","client_time":903}'), {
+    dictionary: Buffer.from('{"type":"ping","client_time":902}'),
+  });
+  c.write(encodeFrame({ opcode: OP.TEXT, rsv1: true, payload: dict }));
+  await c.waitMessage((m) => m.json?.type === 'pong' && m.json.client_time === 903, 3000, 'pong to a message using the window');
+  c.sock.destroy();
+});
+
+test('keys and type written with JSON escapes mean the same', async () => {
+  const w = await wsc(srv, '/ws');
+  w.sendRaw('{"\\u0074ype":"\\u0070ing","\\u0069d":41,"client_time":5}');
+  await w.waitFor((c) => c.msgs.some((m) => m.json?.type === 'pong' && m.json.ref === 41), 3000, 'a pong with ref 41');
 });
 
 test('compressed client messages are accepted (single frame and fragmented); errors in compression close the connection', async () => {
