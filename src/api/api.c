@@ -81,13 +81,13 @@ typedef struct api_pub_fields_s {
 
 static int api__pub_member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
   api_pub_fields_t *f = ctx;
-  if (key.len == 7 && memcmp(key.p, "channel", 7) == 0) {
+  if (tt_json_key_is(key, "channel")) {
     f->channel = value;
     f->has_channel = true;
-  } else if (key.len == 5 && memcmp(key.p, "event", 5) == 0) {
+  } else if (tt_json_key_is(key, "event")) {
     f->event = value;
     f->has_event = true;
-  } else if (key.len == 4 && memcmp(key.p, "data", 4) == 0) {
+  } else if (tt_json_key_is(key, "data")) {
     f->data = value;
     f->has_data = true;
   }

@@ -273,6 +273,10 @@ int tt_json_validate(const char *buf, size_t len);
 int tt_json_object_scan(const char *buf, size_t len,
                         int (*member)(void *ctx, tt_json_span_t key, tt_json_span_t value), void *ctx);
 
+/* Whether an object key's raw span (as tt_json_object_scan gives it) names
+ * `name`, escapes decoded. */
+bool tt_json_key_is(tt_json_span_t key, const char *name);
+
 /* Decodes a JSON string value (with its quotes) into `out` as UTF-8.
  * Returns 0 or -EINVAL (not a string). */
 int tt_json_string_decode(tt_json_span_t value, tt_str_t *out);

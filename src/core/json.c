@@ -259,3 +259,13 @@ int tt_json_string_decode(tt_json_span_t v, tt_str_t *out) {
   }
   return 0;
 }
+
+bool tt_json_key_is(tt_json_span_t key, const char *name) {
+  size_t n = strlen(name);
+  if (memchr(key.p, '\\', key.len) == NULL) return key.len == n && memcmp(key.p, name, n) == 0;
+  tt_str_t k = {0};
+  tt_json_span_t quoted = {key.p - 1, key.len + 2};
+  bool same = tt_json_string_decode(quoted, &k) == 0 && k.len == n && memcmp(k.data, name, n) == 0;
+  tt_str_free(&k);
+  return same;
+}

@@ -397,7 +397,7 @@ typedef struct ws_req_s {
 } ws_req_t;
 
 #define WS_FIELD(name)                                         \
-  if (key.len == sizeof(#name) - 1 && memcmp(key.p, #name, key.len) == 0) { \
+  if (tt_json_key_is(key, #name)) {                            \
     r->name = value;                                           \
     r->has_##name = true;                                      \
     return 0;                                                  \
@@ -405,17 +405,6 @@ typedef struct ws_req_s {
 
 static int ws__member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
   ws_req_t *r = ctx;
-  char buf[32];
-  if (memchr(key.p, '\\', key.len) != NULL) { /* a key written with escapes */
-    tt_str_t k = {0};
-    tt_json_span_t quoted = {key.p - 1, key.len + 2};
-    tt_json_string_decode(quoted, &k);
-    size_t n = TT_MIN(k.len, sizeof(buf));
-    memcpy(buf, k.data ? k.data : "", n);
-    key.p = buf;
-    key.len = k.len <= sizeof(buf) ? n : 0;
-    tt_str_free(&k);
-  }
   WS_FIELD(type)
   WS_FIELD(id)
   WS_FIELD(channel)
