@@ -53,6 +53,9 @@ typedef struct engine_member_s {
 typedef void (*engine_publish_cb)(void *ctx, int status, const engine_pos_t *pos);
 /* `members` is borrowed for the call. */
 typedef void (*engine_presence_cb)(void *ctx, int status, const engine_member_t *members, size_t count);
+/* status 0 with the record's JSON, -EEXIST (create: taken), -ENOENT (get:
+ * none), or another negative errno. `record` is borrowed for the call. */
+typedef void (*engine_record_cb)(void *ctx, int status, const char *record);
 typedef void (*engine_history_cb)(void *ctx, const engine_history_t *history);
 typedef void (*engine_info_cb)(void *ctx, const engine_channel_info_t *info);
 
@@ -88,6 +91,12 @@ typedef struct engine_vt_s {
   void (*presence_remove)(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, const char *member);
   void (*presence_list)(engine_t *e, uv_loop_t *loop, const char *channel, size_t clen, engine_presence_cb cb,
                         void *ctx);
+  /* Records (rooms): a JSON value under a key, created only if the key is
+   * free, gone `ttl_ms` after it was created or last touched. */
+  void (*record_create)(engine_t *e, uv_loop_t *loop, const char *key, const char *value, uint64_t ttl_ms,
+                        engine_record_cb cb, void *ctx);
+  void (*record_get)(engine_t *e, uv_loop_t *loop, const char *key, engine_record_cb cb, void *ctx);
+  void (*record_touch)(engine_t *e, uv_loop_t *loop, const char *key, uint64_t ttl_ms);
   /* Channels this node knows of (memory: all; Redis: the watched ones). */
   size_t (*channel_count)(engine_t *e);
   /* "up", "connecting" or "down". */
@@ -110,6 +119,11 @@ struct engine_s {
 typedef struct engine_options_s {
   size_t history_size;
   uint64_t history_ttl_ms;
+  /* Channels named with this prefix keep their own history bounds (rooms'
+   * recordings). */
+  const char *long_prefix;
+  size_t long_history_size;
+  uint64_t long_history_ttl_ms;
   int workers;
   /* Redis */
   const char *redis_url;      /* redis://host:port/db */

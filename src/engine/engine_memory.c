@@ -28,7 +28,9 @@ typedef struct mem_channel_s {
   uint64_t last_offset;
   unsigned watchers;
   uint64_t last_used_ms; /* last publish, read or unwatch */
-  tt_msg_t **ring;     /* capacity history_size */
+  tt_msg_t **ring;     /* capacity `cap` */
+  size_t cap;
+  uint64_t ttl_ms;
   size_t head;         /* index of the oldest */
   size_t count;
   char name[];
@@ -39,9 +41,18 @@ typedef struct mem_shard_s {
   tt_map_t channels;
 } mem_shard_t;
 
+typedef struct mem_record_s {
+  tt_map_entry_t entry;
+  char *value;
+  uint64_t expires_ms;
+  char key[];
+} mem_record_t;
+
 typedef struct mem_engine_s {
   engine_t base;
   engine_options_t opts;
+  pthread_mutex_t records_lock;
+  tt_map_t records;
   mem_shard_t shards[MEM_SHARDS];
   atomic_size_t channel_count;
 } mem_engine_t;
@@ -61,21 +72,26 @@ static mem_channel_t *mem__get(mem_engine_t *me, mem_shard_t *sh, const char *na
   ch->entry.key_len = len;
   ch->entry.hash = hash;
   tt_random_token(ch->epoch, TT_EPOCH_LEN);
-  ch->ring = me->opts.history_size ? tt_calloc(me->opts.history_size, sizeof(*ch->ring)) : NULL;
+  bool lng = me->opts.long_prefix != NULL && strncmp(name, me->opts.long_prefix, strlen(me->opts.long_prefix)) == 0 &&
+             len >= strlen(me->opts.long_prefix);
+  ch->cap = lng ? me->opts.long_history_size : me->opts.history_size;
+  ch->ttl_ms = lng ? me->opts.long_history_ttl_ms : me->opts.history_ttl_ms;
+  ch->ring = ch->cap ? tt_calloc(ch->cap, sizeof(*ch->ring)) : NULL;
   tt_map_put(&sh->channels, &ch->entry);
   atomic_fetch_add(&me->channel_count, 1);
   return ch;
 }
 
 static void mem__drop_oldest(mem_engine_t *me, mem_channel_t *ch) {
+  (void)me;
   tt_msg_unref(ch->ring[ch->head]);
   ch->ring[ch->head] = NULL;
-  ch->head = (ch->head + 1) % me->opts.history_size;
+  ch->head = (ch->head + 1) % ch->cap;
   ch->count--;
 }
 
 static void mem__expire(mem_engine_t *me, mem_channel_t *ch, uint64_t now_ms) {
-  while (ch->count > 0 && ch->ring[ch->head]->time_ms + me->opts.history_ttl_ms <= now_ms) mem__drop_oldest(me, ch);
+  while (ch->count > 0 && ch->ring[ch->head]->time_ms + ch->ttl_ms <= now_ms) mem__drop_oldest(me, ch);
 }
 
 static void mem__member_drop(mem_channel_t *ch, size_t i) {
@@ -108,10 +124,10 @@ static void mem_publish(engine_t *e, uv_loop_t *loop, const char *channel, size_
   mem_channel_t *ch = mem__get(me, sh, channel, clen, hash, true);
   ch->last_used_ms = tt_now_ms();
   tt_msg_t *msg = tt_msg_new(channel, clen, event, elen, data, dlen, ch->epoch, ++ch->last_offset);
-  if (me->opts.history_size > 0) {
+  if (ch->cap > 0) {
     mem__expire(me, ch, msg->time_ms);
-    if (ch->count == me->opts.history_size) mem__drop_oldest(me, ch);
-    ch->ring[(ch->head + ch->count) % me->opts.history_size] = tt_msg_ref(msg);
+    if (ch->count == ch->cap) mem__drop_oldest(me, ch);
+    ch->ring[(ch->head + ch->count) % ch->cap] = tt_msg_ref(msg);
     ch->count++;
   }
   e->sink.on_message(e->sink.data, msg);
@@ -160,7 +176,7 @@ static void mem_history(engine_t *e, uv_loop_t *loop, const char *channel, size_
     size_t n = ch->count > skip ? ch->count - skip : 0;
     if (n > TT_ARRAY_SIZE(small)) msgs = tt_malloc(n * sizeof(*msgs));
     for (size_t i = 0; i < n; i++)
-      msgs[i] = tt_msg_ref(ch->ring[(ch->head + skip + i) % me->opts.history_size]);
+      msgs[i] = tt_msg_ref(ch->ring[(ch->head + skip + i) % ch->cap]);
     h.count = n;
   }
   pthread_mutex_unlock(&sh->lock);
@@ -283,6 +299,64 @@ static void mem_presence_list(engine_t *e, uv_loop_t *loop, const char *channel,
   free(list);
 }
 
+/* ================================================================ records */
+
+static mem_record_t *mem__record(mem_engine_t *me, const char *key, uint64_t now) {
+  size_t kl = strlen(key);
+  tt_map_entry_t *e = tt_map_get(&me->records, key, kl, tt_hash(key, kl));
+  if (e == NULL) return NULL;
+  mem_record_t *r = tt_container_of(e, mem_record_t, entry);
+  if (r->expires_ms > now) return r;
+  tt_map_remove(&me->records, &r->entry);
+  free(r->value);
+  free(r);
+  return NULL;
+}
+
+static void mem_record_create(engine_t *e, uv_loop_t *loop, const char *key, const char *value, uint64_t ttl_ms,
+                              engine_record_cb cb, void *ctx) {
+  (void)loop;
+  mem_engine_t *me = (mem_engine_t *)e;
+  uint64_t now = tt_now_ms();
+  pthread_mutex_lock(&me->records_lock);
+  int status = -EEXIST;
+  if (mem__record(me, key, now) == NULL) {
+    size_t kl = strlen(key);
+    mem_record_t *r = tt_calloc(1, sizeof(*r) + kl + 1);
+    memcpy(r->key, key, kl);
+    r->entry.key = r->key;
+    r->entry.key_len = kl;
+    r->entry.hash = tt_hash(key, kl);
+    r->value = strdup(value);
+    r->expires_ms = now + ttl_ms;
+    tt_map_put(&me->records, &r->entry);
+    status = 0;
+  }
+  pthread_mutex_unlock(&me->records_lock);
+  cb(ctx, status, status == 0 ? value : NULL);
+}
+
+static void mem_record_get(engine_t *e, uv_loop_t *loop, const char *key, engine_record_cb cb, void *ctx) {
+  (void)loop;
+  mem_engine_t *me = (mem_engine_t *)e;
+  pthread_mutex_lock(&me->records_lock);
+  mem_record_t *r = mem__record(me, key, tt_now_ms());
+  char *value = r ? strdup(r->value) : NULL;
+  pthread_mutex_unlock(&me->records_lock);
+  cb(ctx, value ? 0 : -ENOENT, value);
+  free(value);
+}
+
+static void mem_record_touch(engine_t *e, uv_loop_t *loop, const char *key, uint64_t ttl_ms) {
+  (void)loop;
+  mem_engine_t *me = (mem_engine_t *)e;
+  uint64_t now = tt_now_ms();
+  pthread_mutex_lock(&me->records_lock);
+  mem_record_t *r = mem__record(me, key, now);
+  if (r != NULL && r->expires_ms < now + ttl_ms) r->expires_ms = now + ttl_ms;
+  pthread_mutex_unlock(&me->records_lock);
+}
+
 static const char *mem_state(engine_t *e) {
   (void)e;
   return "up";
@@ -293,8 +367,11 @@ static size_t mem_channel_count(engine_t *e) { return atomic_load(&((mem_engine_
 /* A channel is forgotten once nobody watches it, its history is empty and it
  * has not been used for one TTL, so that a client that reconnects within the
  * TTL still finds the same epoch. */
+static void mem__sweep_records(mem_engine_t *me, uint64_t now_ms);
+
 static void mem_sweep(engine_t *e, uint64_t now_ms) {
   mem_engine_t *me = (mem_engine_t *)e;
+  mem__sweep_records(me, now_ms);
   for (size_t s = 0; s < MEM_SHARDS; s++) {
     mem_shard_t *sh = &me->shards[s];
     pthread_mutex_lock(&sh->lock);
@@ -308,13 +385,28 @@ static void mem_sweep(engine_t *e, uint64_t now_ms) {
           if (ch->members[i].expires_ms <= now_ms) mem__member_drop(ch, i);
           else i++;
         }
-        if (ch->watchers == 0 && ch->count == 0 && ch->nmembers == 0 &&
-            ch->last_used_ms + me->opts.history_ttl_ms <= now_ms)
+        if (ch->watchers == 0 && ch->count == 0 && ch->nmembers == 0 && ch->last_used_ms + ch->ttl_ms <= now_ms)
           mem__forget(me, sh, ch);
       }
     }
     pthread_mutex_unlock(&sh->lock);
   }
+}
+
+static void mem__sweep_records(mem_engine_t *me, uint64_t now_ms) {
+  pthread_mutex_lock(&me->records_lock);
+  for (size_t b = 0; b <= me->records.mask; b++) {
+    tt_map_entry_t *ent = me->records.buckets[b], *next;
+    for (; ent != NULL; ent = next) {
+      next = ent->next;
+      mem_record_t *r = tt_container_of(ent, mem_record_t, entry);
+      if (r->expires_ms > now_ms) continue;
+      tt_map_remove(&me->records, &r->entry);
+      free(r->value);
+      free(r);
+    }
+  }
+  pthread_mutex_unlock(&me->records_lock);
 }
 
 static void mem_destroy(engine_t *e) {
@@ -331,6 +423,17 @@ static void mem_destroy(engine_t *e) {
     tt_map_free(&sh->channels);
     pthread_mutex_destroy(&sh->lock);
   }
+  for (size_t b = 0; b <= me->records.mask; b++) {
+    tt_map_entry_t *ent = me->records.buckets[b], *next;
+    for (; ent != NULL; ent = next) {
+      next = ent->next;
+      mem_record_t *r = tt_container_of(ent, mem_record_t, entry);
+      free(r->value);
+      free(r);
+    }
+  }
+  tt_map_free(&me->records);
+  pthread_mutex_destroy(&me->records_lock);
   free(me);
 }
 
@@ -344,6 +447,9 @@ static const engine_vt_t engine_memory_vt = {
     .presence_set = mem_presence_set,
     .presence_remove = mem_presence_remove,
     .presence_list = mem_presence_list,
+    .record_create = mem_record_create,
+    .record_get = mem_record_get,
+    .record_touch = mem_record_touch,
     .channel_count = mem_channel_count,
     .state = mem_state,
     .sweep = mem_sweep,
@@ -356,6 +462,8 @@ engine_t *engine_memory_new(const engine_options_t *opts, const engine_sink_t *s
   me->base.sink = *sink;
   me->opts = *opts;
   atomic_init(&me->channel_count, 0);
+  pthread_mutex_init(&me->records_lock, NULL);
+  tt_map_init(&me->records);
   for (size_t s = 0; s < MEM_SHARDS; s++) {
     pthread_mutex_init(&me->shards[s].lock, NULL);
     tt_map_init(&me->shards[s].channels);

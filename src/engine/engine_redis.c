@@ -45,6 +45,9 @@ typedef enum {
   RQ_PRESENCE_SET,
   RQ_PRESENCE_REMOVE,
   RQ_PRESENCE_LIST,
+  RQ_RECORD_CREATE,
+  RQ_RECORD_GET,
+  RQ_RECORD_TOUCH,
 } rds_kind_t;
 
 /* A request from a worker, answered on its loop. */
@@ -77,6 +80,7 @@ typedef struct rds_req_s {
   engine_channel_info_t chinfo;
   engine_member_t *members;
   size_t nmembers;
+  char *record;
 } rds_req_t;
 
 /* A loop that calls the engine, and the answers waiting for it. */
@@ -187,6 +191,15 @@ static bool rds__node_ready(const rds_node_t *n) {
 
 static bool rds__up(const rds_engine_t *e) { return atomic_load(&e->state) == 2; }
 
+/* History bounds of a channel: rooms' recordings keep their own. */
+static void rds__bounds(const rds_engine_t *e, const char *channel, size_t clen, size_t *size, uint64_t *ttl) {
+  const char *p = e->opts.long_prefix;
+  bool lng = p != NULL && clen >= strlen(p) && strncmp(channel, p, strlen(p)) == 0;
+  *size = lng ? e->opts.long_history_size : e->opts.history_size;
+  *ttl = lng ? e->opts.long_history_ttl_ms : e->opts.history_ttl_ms;
+}
+
+
 /* ================================================================ answers */
 
 static void rds__free_req(rds_req_t *r) {
@@ -201,6 +214,7 @@ static void rds__free_req(rds_req_t *r) {
   free(r->member);
   free(r->info);
   free(r->buf);
+  free(r->record);
   free(r);
 }
 
@@ -256,6 +270,10 @@ static void rds__on_answers(uv_async_t *a) {
         break;
       case RQ_PRESENCE_LIST:
         ((engine_presence_cb)r->cb)(r->ctx, r->status, r->members, r->nmembers);
+        break;
+      case RQ_RECORD_CREATE:
+      case RQ_RECORD_GET:
+        ((engine_record_cb)r->cb)(r->ctx, r->status, r->record);
         break;
       default:
         break;
@@ -385,6 +403,40 @@ static void rds_presence_list(engine_t *base, uv_loop_t *loop, const char *chann
   rds__submit(e, r);
 }
 
+static void rds_record_create(engine_t *base, uv_loop_t *loop, const char *key, const char *value, uint64_t ttl_ms,
+                              engine_record_cb cb, void *ctx) {
+  rds_engine_t *e = (rds_engine_t *)base;
+  if (!rds__up(e)) {
+    cb(ctx, -ENOTCONN, NULL);
+    return;
+  }
+  rds_req_t *r = rds__req(e, RQ_RECORD_CREATE, loop, key, strlen(key));
+  r->cb = (void *)cb;
+  r->ctx = ctx;
+  r->info = strdup(value);
+  r->ttl_ms = ttl_ms;
+  rds__submit(e, r);
+}
+
+static void rds_record_get(engine_t *base, uv_loop_t *loop, const char *key, engine_record_cb cb, void *ctx) {
+  rds_engine_t *e = (rds_engine_t *)base;
+  if (!rds__up(e)) {
+    cb(ctx, -ENOTCONN, NULL);
+    return;
+  }
+  rds_req_t *r = rds__req(e, RQ_RECORD_GET, loop, key, strlen(key));
+  r->cb = (void *)cb;
+  r->ctx = ctx;
+  rds__submit(e, r);
+}
+
+static void rds_record_touch(engine_t *base, uv_loop_t *loop, const char *key, uint64_t ttl_ms) {
+  rds_engine_t *e = (rds_engine_t *)base;
+  rds_req_t *r = rds__req(e, RQ_RECORD_TOUCH, loop, key, strlen(key));
+  r->ttl_ms = ttl_ms;
+  rds__submit(e, r);
+}
+
 static size_t rds_channel_count(engine_t *base) { return atomic_load(&((rds_engine_t *)base)->watched); }
 
 static const char *rds_state(engine_t *base) {
@@ -511,6 +563,23 @@ static void rds__on_presence(void *ctx, redisReply *reply) {
   rds__complete(r, 0);
 }
 
+static void rds__on_record(void *ctx, redisReply *reply) {
+  rds_req_t *r = ctx;
+  if (rds__retry_moved(r, reply)) return;
+  if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+    rds__complete(r, -EIO);
+  } else if (r->kind == RQ_RECORD_CREATE) {
+    bool ok = reply->type == REDIS_REPLY_STATUS;
+    if (ok) r->record = strdup(r->info);
+    rds__complete(r, ok ? 0 : -EEXIST);
+  } else if (reply->type == REDIS_REPLY_STRING) {
+    r->record = tt_strndup(reply->str, reply->len);
+    rds__complete(r, 0);
+  } else {
+    rds__complete(r, -ENOENT);
+  }
+}
+
 /* ================================================================ running requests (engine thread) */
 
 static int rds__fcall(rds_node_t *n, redis_reply_cb cb, void *ctx, const char *fn, const char *channel, size_t clen,
@@ -535,7 +604,10 @@ static rds_watch_t *rds__watch_get(rds_engine_t *e, const char *name, size_t len
 
 static void rds__run(rds_engine_t *e, rds_req_t *r) {
   char ttl[32], meta_ttl[32], maxlen[32], since_off[32];
-  size_t lttl = (size_t)snprintf(ttl, sizeof(ttl), "%" PRIu64, e->opts.history_ttl_ms);
+  size_t hsize;
+  uint64_t httl;
+  rds__bounds(e, r->channel, r->clen, &hsize, &httl);
+  size_t lttl = (size_t)snprintf(ttl, sizeof(ttl), "%" PRIu64, httl);
   size_t lmeta = (size_t)snprintf(meta_ttl, sizeof(meta_ttl), "%" PRIu64, e->opts.redis_meta_ttl_ms);
   rds_node_t *n = rds__node_for(e, r->channel, r->clen);
   int rc = -ENOTCONN;
@@ -584,7 +656,7 @@ static void rds__run(rds_engine_t *e, rds_req_t *r) {
     }
     case RQ_PUBLISH: {
       if (!rds__node_ready(n)) break;
-      size_t lmax = (size_t)snprintf(maxlen, sizeof(maxlen), "%zu", e->opts.history_size);
+      size_t lmax = (size_t)snprintf(maxlen, sizeof(maxlen), "%zu", hsize);
       const char *args[] = {r->channel, r->event, r->data, maxlen, ttl, meta_ttl, e->cluster ? "1" : "0"};
       size_t lens[] = {r->clen, r->elen, r->dlen, lmax, lttl, lmeta, 1};
       rc = rds__fcall(n, rds__on_publish, r, "tutti_publish", r->channel, r->clen, ":m", ":s", 7, args, lens);
@@ -602,6 +674,28 @@ static void rds__run(rds_engine_t *e, rds_req_t *r) {
       const char *args[] = {r->has_since ? r->since.epoch : "", since_off, ttl, meta_ttl};
       size_t lens[] = {r->has_since ? strlen(r->since.epoch) : 0, lso, lttl, lmeta};
       rc = rds__fcall(n, rds__on_history, r, "tutti_history", r->channel, r->clen, ":m", ":s", 4, args, lens);
+      break;
+    }
+    case RQ_RECORD_CREATE:
+    case RQ_RECORD_GET:
+    case RQ_RECORD_TOUCH: {
+      if (!rds__node_ready(n)) break;
+      char key[300], ms[32];
+      size_t kl, ml = (size_t)snprintf(ms, sizeof(ms), "%" PRIu64, r->ttl_ms);
+      rds__key(key, sizeof(key), r->channel, r->clen, ":rec", &kl);
+      if (r->kind == RQ_RECORD_CREATE) {
+        const char *argv[] = {"SET", key, r->info, "NX", "PX", ms};
+        size_t lens[] = {3, kl, strlen(r->info), 2, 2, ml};
+        rc = redis_conn_command(&n->cmd, rds__on_record, r, NULL, 6, argv, lens);
+      } else if (r->kind == RQ_RECORD_GET) {
+        const char *argv[] = {"GET", key};
+        size_t lens[] = {3, kl};
+        rc = redis_conn_command(&n->cmd, rds__on_record, r, NULL, 2, argv, lens);
+      } else {
+        const char *argv[] = {"PEXPIRE", key, ms};
+        size_t lens[] = {7, kl, ml};
+        rc = redis_conn_command(&n->cmd, rds__on_record, r, NULL, 3, argv, lens);
+      }
       break;
     }
     case RQ_INFO:
@@ -702,7 +796,10 @@ static void rds__on_subscribed(void *ctx, redisReply *reply) {
   if (w->last.epoch[0] != '\0' && rds__node_ready(w->node)) {
     char off[32], ttl[32], meta_ttl[32];
     size_t lo = (size_t)snprintf(off, sizeof(off), "%" PRIu64, w->last.offset);
-    size_t lt = (size_t)snprintf(ttl, sizeof(ttl), "%" PRIu64, e->opts.history_ttl_ms);
+    size_t hsize;
+    uint64_t httl;
+    rds__bounds(e, w->name, sc->len, &hsize, &httl);
+    size_t lt = (size_t)snprintf(ttl, sizeof(ttl), "%" PRIu64, httl);
     size_t lm = (size_t)snprintf(meta_ttl, sizeof(meta_ttl), "%" PRIu64, e->opts.redis_meta_ttl_ms);
     const char *args[] = {w->last.epoch, off, ttl, meta_ttl};
     size_t lens[] = {strlen(w->last.epoch), lo, lt, lm};
@@ -1092,6 +1189,9 @@ static const engine_vt_t engine_redis_vt = {
     .presence_set = rds_presence_set,
     .presence_remove = rds_presence_remove,
     .presence_list = rds_presence_list,
+    .record_create = rds_record_create,
+    .record_get = rds_record_get,
+    .record_touch = rds_record_touch,
     .channel_count = rds_channel_count,
     .state = rds_state,
     .attach = rds_attach,
