@@ -72,6 +72,9 @@ int main(int argc, char **argv) {
       .redis_url = t.cfg.redis_url,
       .redis_bridge = t.cfg.redis_bridge,
       .redis_meta_ttl_ms = (uint64_t)(t.cfg.redis_meta_ttl * 1000),
+      .long_prefix = "room:",
+      .long_history_size = (size_t)t.cfg.recording_size,
+      .long_history_ttl_ms = (uint64_t)(t.cfg.recording_ttl * 1000),
   };
   t.engine = strcmp(t.cfg.engine, "redis") == 0 ? engine_redis_new(&eopts, &sink) : engine_memory_new(&eopts, &sink);
   if (t.engine == NULL) {
@@ -80,6 +83,14 @@ int main(int argc, char **argv) {
     return 2;
   }
   hub_set_engine(t.hub, t.engine);
+  hub_rooms_configure(t.hub, &(hub_room_options_t){.code_words = t.cfg.room_code_words,
+                                                    .code_digits = t.cfg.room_code_digits,
+                                                    .grace = t.cfg.room_grace,
+                                                    .max_participants = t.cfg.room_max_participants,
+                                                    .rate = t.cfg.room_rate,
+                                                    .burst = t.cfg.room_burst,
+                                                    .max_payload = (size_t)t.cfg.room_max_payload,
+                                                    .presence_ttl = t.cfg.presence_ttl});
   sse_init(t.hub,
            &(sse_options_t){.heartbeat_interval = t.cfg.heartbeat_interval,
                             .retry_ms = t.cfg.sse_retry,

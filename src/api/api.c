@@ -202,6 +202,10 @@ static void api__published(void *ctx, int status, const engine_pos_t *pos) {
 
 static void api__publish(net_request_t *req, const char *channel, size_t clen, const char *event, size_t elen,
                          const char *data, size_t dlen) {
+  if (hub_channel_reserved(channel, clen)) {
+    net_respond_error(req->conn, 403, "FORBIDDEN", "room channels are published to by their participants only");
+    return;
+  }
   api_pending_t *r = api__pending(req, channel, clen);
   hub_publish(api.hub, &net_conn_worker(req->conn)->loop, channel, clen, event, elen, data, dlen, api__published, r);
 }
@@ -285,6 +289,186 @@ static void api__presence(net_request_t *req, const char *raw, size_t len) {
   e->vt->presence_list(e, &net_conn_worker(req->conn)->loop, channel, clen, api__on_presence, r);
 }
 
+/* ================================================================ jam sessions */
+
+typedef struct api_session_fields_s {
+  tt_json_span_t name, max;
+  bool has_name, has_max;
+} api_session_fields_t;
+
+static int api__session_member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
+  api_session_fields_t *f = ctx;
+  if (tt_json_key_is(key, "name")) {
+    f->name = value;
+    f->has_name = true;
+  } else if (tt_json_key_is(key, "max_participants")) {
+    f->max = value;
+    f->has_max = true;
+  }
+  return 0;
+}
+
+static void api__on_session_created(void *ctx, int status, const char *code, const char *record) {
+  api_pending_t *r = ctx;
+  (void)code;
+  if (!net_conn_is_closing(r->conn)) {
+    if (status != 0) {
+      net_respond_error(r->conn, 503, "ENGINE_UNAVAILABLE", "could not create a room");
+    } else {
+      tt_str_t b = {0};
+      tt_str_appends(&b, record);
+      api__json(r->conn, 201, &b);
+      tt_str_free(&b);
+    }
+  }
+  api__pending_done(r);
+}
+
+static void api__session_create(net_request_t *req) {
+  net_conn_t *c = req->conn;
+  api_session_fields_t f = {0};
+  const char *body = req->body;
+  size_t len = req->body_len;
+  while (len > 0 && (*body == ' ' || *body == '\n' || *body == '\r' || *body == '\t')) {
+    body++;
+    len--;
+  }
+  if (len > 0) {
+    int rc = tt_json_object_scan(body, len, api__session_member, &f);
+    if (rc != 0) {
+      net_respond_error(c, 400, "BAD_JSON", rc == -ENOTSUP ? "body must be a JSON object" : "body is not valid JSON");
+      return;
+    }
+  }
+  int max = 0;
+  if (f.has_max) {
+    char num[16];
+    snprintf(num, sizeof(num), "%.*s", (int)TT_MIN(f.max.len, sizeof(num) - 1), f.max.p);
+    char *end;
+    long v = strtol(num, &end, 10);
+    if (*end != '\0' || f.max.len >= sizeof(num) || v < 1 || v > 1000) {
+      net_respond_error(c, 400, "BAD_FIELD", "max_participants must be an integer from 1 to 1000");
+      return;
+    }
+    max = (int)v;
+  }
+  if (f.has_name) {
+    tt_str_t d = {0};
+    bool ok = f.name.p[0] == '"' && tt_json_string_decode(f.name, &d) == 0 && d.len <= 128;
+    tt_str_free(&d);
+    if (!ok) {
+      net_respond_error(c, 400, "BAD_FIELD", "name must be a string of at most 128 bytes");
+      return;
+    }
+  }
+  api_pending_t *r = api__pending(req, "", 0);
+  hub_room_create(api.hub, &net_conn_worker(c)->loop, f.has_name ? f.name.p : NULL, f.has_name ? f.name.len : 0, max,
+                  api__on_session_created, r);
+}
+
+/* GET /api/sessions/{code}: the record, then the participants, then the event count. */
+typedef struct api_session_s {
+  api_pending_t *p;
+  tt_str_t out;
+  char channel[64];
+} api_session_t;
+
+static void api__session_done(api_session_t *s, int status, const char *code, const char *message) {
+  if (!net_conn_is_closing(s->p->conn)) {
+    if (status == 200) api__json(s->p->conn, 200, &s->out);
+    else net_respond_error(s->p->conn, status, code, message);
+  }
+  api__pending_done(s->p);
+  tt_str_free(&s->out);
+  free(s);
+}
+
+static void api__session_info(void *ctx, const engine_channel_info_t *info) {
+  api_session_t *s = ctx;
+  if (info->status != 0) {
+    api__session_done(s, 503, "ENGINE_UNAVAILABLE", "the engine is not available");
+    return;
+  }
+  tt_str_appendf(&s->out, ",\"event_count\":%" PRIu64 "}", info->top.offset);
+  api__session_done(s, 200, NULL, NULL);
+}
+
+static void api__session_members(void *ctx, int status, const engine_member_t *members, size_t count) {
+  api_session_t *s = ctx;
+  if (status != 0) {
+    api__session_done(s, 503, "ENGINE_UNAVAILABLE", "the engine is not available");
+    return;
+  }
+  tt_str_appends(&s->out, ",\"participants\":[");
+  for (size_t i = 0; i < count; i++) {
+    if (i) tt_str_append(&s->out, ",", 1);
+    tt_str_appends(&s->out, members[i].info);
+  }
+  tt_str_append(&s->out, "]", 1);
+  engine_t *e = hub_engine(api.hub);
+  e->vt->info(e, &net_conn_worker(s->p->conn)->loop, s->channel, strlen(s->channel), api__session_info, s);
+}
+
+static void api__session_record(void *ctx, int status, const char *record) {
+  api_session_t *s = ctx;
+  if (status == -ENOENT) {
+    api__session_done(s, 404, "ROOM_NOT_FOUND", "no live room has that code");
+    return;
+  }
+  if (status != 0) {
+    api__session_done(s, 503, "ENGINE_UNAVAILABLE", "the engine is not available");
+    return;
+  }
+  size_t rl = strlen(record);
+  tt_str_append(&s->out, record, rl > 0 ? rl - 1 : 0); /* without its closing brace */
+  engine_t *e = hub_engine(api.hub);
+  e->vt->presence_list(e, &net_conn_worker(s->p->conn)->loop, s->channel, strlen(s->channel), api__session_members, s);
+}
+
+/* GET /api/sessions/{code}/recording: the room channel's history, one event per line. */
+static void api__on_recording(void *ctx, const engine_history_t *h) {
+  api_session_t *s = ctx;
+  if (h->status != 0) {
+    api__session_done(s, 503, "ENGINE_UNAVAILABLE", "the engine is not available");
+    return;
+  }
+  if (h->count == 0 && h->top.offset == 0) {
+    api__session_done(s, 404, "ROOM_NOT_FOUND", "no room or recording has that code");
+    return;
+  }
+  for (size_t i = 0; i < h->count; i++) {
+    hub_room_event_json(h->msgs[i], NULL, &s->out);
+    tt_str_append(&s->out, "\n", 1);
+  }
+  if (!net_conn_is_closing(s->p->conn))
+    net_respond(s->p->conn, 200, "application/x-ndjson", s->out.data ? s->out.data : "", s->out.len,
+                "Cache-Control: no-store\r\n");
+  api__pending_done(s->p);
+  tt_str_free(&s->out);
+  free(s);
+}
+
+static void api__session(net_request_t *req, const char *raw, size_t len) {
+  bool recording = len > 10 && memcmp(raw + len - 10, "/recording", 10) == 0;
+  if (recording) len -= 10;
+  char code[HUB_ROOM_CODE_MAX * 3 + 1], channel[64];
+  ssize_t cl = len < sizeof(code) ? http_url_decode(raw, len, code, false) : -1;
+  if (cl < 0 || !hub_room_channel(code, (size_t)cl, channel, sizeof(channel))) {
+    net_respond_error(req->conn, 404, "ROOM_NOT_FOUND", "no live room has that code");
+    return;
+  }
+  api_session_t *s = tt_calloc(1, sizeof(*s));
+  s->p = api__pending(req, "", 0);
+  snprintf(s->channel, sizeof(s->channel), "%s", channel);
+  engine_t *e = hub_engine(api.hub);
+  if (recording) {
+    engine_pos_t since = {.offset = 0};
+    e->vt->history(e, &net_conn_worker(req->conn)->loop, channel, strlen(channel), &since, api__on_recording, s);
+  } else {
+    e->vt->record_get(e, &net_conn_worker(req->conn)->loop, channel, api__session_record, s);
+  }
+}
+
 static void api__metrics(net_conn_t *c) {
   engine_t *e = hub_engine(api.hub);
   obs_gauges_t g = {
@@ -345,6 +529,13 @@ void api_handle(net_request_t *req) {
              memcmp(rest + rl - 9, "/presence", 9) == 0) {
     if (!get) api__not_allowed(c, "GET, HEAD");
     else api__presence(req, rest, rl - 9);
+  } else if (api__is(req, "/api/sessions")) {
+    if (!post) api__not_allowed(c, "POST");
+    else if (!api__authorized(req)) net_respond_error(c, 401, "UNAUTHORIZED", "creating rooms needs Authorization: Bearer KEY");
+    else api__session_create(req);
+  } else if (api__prefix(req, "/api/sessions/", &rest, &rl)) {
+    if (!get) api__not_allowed(c, "GET, HEAD");
+    else api__session(req, rest, rl);
   } else if (api__is(req, "/health")) {
     if (!get) api__not_allowed(c, "GET, HEAD");
     else api__health(c);

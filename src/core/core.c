@@ -193,6 +193,19 @@ void tt_log(tt_log_level_t level, const char *event, const char *message, const 
 
 /* ================================================================ ids */
 
+void tt_random_bytes(void *out, size_t n) {
+  unsigned char *p = out;
+  size_t done = 0;
+  while (done < n) {
+    ssize_t got = getrandom(p + done, n - done, 0);
+    if (got <= 0) {
+      for (; done < n; done++) p[done] = (unsigned char)(rand() & 0xff);
+      return;
+    }
+    done += (size_t)got;
+  }
+}
+
 void tt_random_token(char *out, size_t n) {
   static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
   unsigned char raw[64];

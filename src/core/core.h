@@ -97,6 +97,7 @@ int tt_log_level_parse(const char *s, tt_log_level_t *out);
 
 /* Fills `out` with `n` random lowercase base-36 characters and a NUL. */
 void tt_random_token(char *out, size_t n);
+void tt_random_bytes(void *out, size_t n);
 
 /* ================================================================ configuration */
 
@@ -132,6 +133,15 @@ typedef struct tt_config_s {
   int ws_deflate_threshold;   /* bytes */
   int ws_rate;                /* messages per second per connection; 0: no limit */
   int ws_burst;
+  double room_grace;          /* s an empty room lives */
+  int room_max_participants;
+  int room_rate;
+  int room_burst;
+  int64_t room_max_payload;
+  int recording_size;
+  double recording_ttl;       /* s */
+  char *room_code_words;
+  int room_code_digits;
   int64_t max_body;           /* bytes */
   int64_t max_queue;          /* bytes per connection */
 } tt_config_t;
@@ -205,6 +215,8 @@ typedef enum {
   TT_FRAME_SSE,
   TT_FRAME_WS,
   TT_FRAME_WS_DEFLATE,
+  TT_FRAME_WS_ROOM,          /* a room's event (or join/leave) as a participant gets it */
+  TT_FRAME_WS_ROOM_DEFLATE,
   TT_FRAME_KINDS,
 } tt_frame_kind_t;
 

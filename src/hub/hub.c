@@ -15,48 +15,7 @@
 #include <string.h>
 
 #include "../obs/obs.h"
-#include "hub.h"
-
-#define HUB_SHARDS 64
-
-typedef struct hub_interest_s {
-  tt_map_entry_t entry;
-  uint64_t total;
-  uint32_t *per_worker;
-  char name[];
-} hub_interest_t;
-
-typedef struct hub_shard_s {
-  pthread_mutex_t lock;
-  tt_map_t map;
-} hub_shard_t;
-
-struct hub_topic_s {
-  tt_map_entry_t entry;
-  tt_list_t subs;
-  char name[];
-};
-
-typedef struct hub_worker_s {
-  hub_t *hub;
-  int id;
-  uv_async_t wakeup;
-  pthread_mutex_t lock;     /* guards the inbox */
-  tt_msg_t **inbox;
-  size_t inbox_len, inbox_cap;
-  tt_msg_t **batch;         /* the inbox taken out, being delivered */
-  size_t batch_cap;
-  tt_map_t topics;
-  bool ready;
-} hub_worker_t;
-
-struct hub_s {
-  engine_t *engine;
-  int nworkers;
-  hub_worker_t *workers;
-  hub_shard_t shards[HUB_SHARDS];
-  atomic_uint_fast64_t subscriptions;
-};
+#include "hub_internal.h"
 
 /* ================================================================ names */
 
@@ -107,6 +66,9 @@ static bool hub__newer(const engine_pos_t *pos, const tt_msg_t *msg) {
 static void hub__deliver(hub_sub_t *sub, tt_msg_t *msg) {
   memcpy(sub->pos.epoch, msg->epoch, sizeof(sub->pos.epoch));
   sub->pos.offset = msg->offset;
+  if (sub->skip_event != NULL && strlen(sub->skip_event) == msg->event_len &&
+      memcmp(sub->skip_event, msg->event, msg->event_len) == 0)
+    return; /* a participant's own event */
   sub->client->vt->deliver(sub->client, sub, msg);
 }
 
@@ -301,6 +263,7 @@ hub_t *hub_new(const hub_options_t *opts) {
     hub->workers[i].id = i;
     pthread_mutex_init(&hub->workers[i].lock, NULL);
     tt_map_init(&hub->workers[i].topics);
+    tt_list_init(&hub->workers[i].members);
   }
   for (int s = 0; s < HUB_SHARDS; s++) {
     pthread_mutex_init(&hub->shards[s].lock, NULL);
@@ -317,6 +280,7 @@ engine_t *hub_engine(hub_t *hub) { return hub->engine; }
 void hub_worker_init(hub_t *hub, int id, uv_loop_t *loop) {
   hub_worker_t *hw = &hub->workers[id];
   uv_async_init(loop, &hw->wakeup, hub__on_wakeup);
+  hub__room_worker_init(hub, hw, loop);
   hw->ready = true;
 }
 

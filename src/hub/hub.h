@@ -46,6 +46,8 @@ struct hub_sub_s {
   tt_list_t link;            /* in the topic's subscribers */
   engine_pos_t pos;          /* last position delivered */
   bool live;                 /* recovery done: deliveries flow */
+  bool room;                 /* a room participant's subscription (framed as room events) */
+  const char *skip_event;    /* messages with this event name are not delivered (own events) */
   tt_msg_t **held;           /* live messages that came during recovery */
   size_t held_count, held_cap;
 };
@@ -99,5 +101,88 @@ void hub_unsubscribe(hub_t *hub, hub_sub_t *sub);
 /* Local subscribers to `channel` on every worker (approximate while changing). */
 uint64_t hub_channel_subscribers(hub_t *hub, const char *channel, size_t clen);
 uint64_t hub_subscriptions(hub_t *hub);
+
+/* ================================================================ rooms */
+
+#define HUB_ROOM_CODE_MAX 32
+#define HUB_USER_ID_MAX 64
+
+typedef struct hub_room_options_s {
+  const char *code_words;    /* comma-separated */
+  int code_digits;
+  double grace;              /* s an empty room lives */
+  int max_participants;      /* default for new rooms */
+  int rate;                  /* events per second per participant */
+  int burst;
+  size_t max_payload;        /* bytes */
+  double presence_ttl;       /* s */
+} hub_room_options_t;
+
+typedef enum { HUB_MEMBER_JOINING, HUB_MEMBER_JOINED, HUB_MEMBER_LEFT } hub_member_state_t;
+
+/* A participant of one room, made by hub_room_member_new and owned by the
+ * hub: the transport lets go with hub_room_member_release. */
+typedef struct hub_room_member_s {
+  hub_sub_t events;          /* room:CODE, the events */
+  hub_sub_t ctl;             /* roomctl:CODE, joins and leaves */
+  hub_client_t *client;
+  tt_list_t link;            /* the worker's participants (upkeep) */
+  tt_list_t tlink;           /* the transport's own list */
+  char code[HUB_ROOM_CODE_MAX + 1];
+  char user_id[HUB_USER_ID_MAX + 1];
+  char skip[HUB_USER_ID_MAX + 8];
+  tt_str_t user;             /* {"user_id":..,"name":..,"instrument":..,"joined_at":..} */
+  double tokens;
+  uint64_t tokens_ms;
+  hub_member_state_t state;
+  int pending;               /* async steps in flight */
+  bool released;
+  void *data;                /* the transport's */
+} hub_room_member_t;
+
+/* Room errors, as negative numbers for callbacks. */
+enum {
+  HUB_ROOM_NOT_FOUND = -1001,
+  HUB_ROOM_FULL = -1002,
+  HUB_ROOM_UNAVAILABLE = -1003,  /* the engine is away */
+  HUB_ROOM_NOT_IN = -1004,
+  HUB_ROOM_RATE_LIMITED = -1005,
+  HUB_ROOM_TOO_LARGE = -1006,
+  HUB_ROOM_BAD_EVENT = -1007,
+};
+/* The protocol's error code for a HUB_ROOM_* value ("ROOM_NOT_FOUND"). */
+const char *hub_room_error(int status);
+
+void hub_rooms_configure(hub_t *hub, const hub_room_options_t *opts);
+
+/* Creates a room; cb gets the code and its record ({"room_code",...}). */
+typedef void (*hub_room_created_cb)(void *ctx, int status, const char *code, const char *record);
+void hub_room_create(hub_t *hub, uv_loop_t *loop, const char *name, size_t name_len, int max_participants,
+                     hub_room_created_cb cb, void *ctx);
+
+hub_room_member_t *hub_room_member_new(hub_client_t *client, const char *user_id, bool echo);
+/* Joins `code` with the user fields `name` and `instrument` (raw JSON
+ * strings, instrument may be NULL). cb gets the participants as a JSON
+ * array (the new member last). */
+typedef void (*hub_room_joined_cb)(void *ctx, hub_room_member_t *m, int status, const char *participants);
+void hub_room_join(hub_t *hub, hub_room_member_t *m, const char *code, tt_json_span_t name,
+                   const tt_json_span_t *instrument, hub_room_joined_cb cb, void *ctx);
+/* Leaves (tells the others once). Safe in any state. */
+void hub_room_leave(hub_t *hub, hub_room_member_t *m);
+/* The transport lets go: leaves if needed; freed once nothing is pending. */
+void hub_room_member_release(hub_t *hub, hub_room_member_t *m);
+/* Relays an event to the other participants. Checks synchronously and
+ * returns a HUB_ROOM_* error, or 0 and cb gets the seq (the position). */
+int hub_room_broadcast(hub_t *hub, hub_room_member_t *m, tt_json_span_t event_name, tt_json_span_t payload,
+                       engine_publish_cb cb, void *ctx);
+
+/* A room event as a JSON object with its seq and server_time:
+ * {"seq":N,"server_time":T,"type":"event:broadcast","room_code":..,"event_name":..,"payload":..,"sender_id":..}.
+ * With `type`, the "type" is replaced (e.g. "replay:event"). */
+void hub_room_event_json(const tt_msg_t *msg, const char *type, tt_str_t *out);
+/* Whether `channel` is reserved for rooms (no direct publishing). */
+bool hub_channel_reserved(const char *channel, size_t len);
+/* "room:CODE" into out; false if the code is not a room code. */
+bool hub_room_channel(const char *code, size_t len, char *out, size_t cap);
 
 #endif

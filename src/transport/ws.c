@@ -65,8 +65,21 @@ struct ws_client_s {
 
   tt_list_t subs;
   int nsubs;
+  tt_list_t rooms;         /* hub_room_member_t.tlink */
+  struct ws_replay_s *replay;
   uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
 };
+
+/* A recording being played back to one client. */
+typedef struct ws_replay_s {
+  uv_timer_t timer;
+  ws_client_t *client;     /* NULL once the client is gone */
+  tt_msg_t **msgs;
+  size_t count, next;
+  double speed;
+  uint64_t start_ms;       /* loop time of the first event */
+  char code[HUB_ROOM_CODE_MAX + 1];
+} ws_replay_t;
 
 typedef struct ws_worker_s {
   uv_timer_t pinger;
@@ -218,6 +231,29 @@ tt_buf_t *ws_frame_message_deflated(const tt_msg_t *m) {
   return b;
 }
 
+/* A room's message as its participants get it: events with seq and
+ * server_time, joins and leaves as they were published. */
+static void ws__room_payload(const tt_msg_t *m, tt_str_t *s) {
+  if (m->channel_len >= 5 && memcmp(m->channel, "room:", 5) == 0) hub_room_event_json(m, NULL, s);
+  else tt_str_append(s, m->data, m->data_len);
+}
+
+static tt_buf_t *ws__frame_room(const tt_msg_t *m) {
+  tt_str_t s = {0};
+  ws__room_payload(m, &s);
+  tt_buf_t *b = ws_frame_build(WS_OP_TEXT, false, s.data, s.len);
+  tt_str_free(&s);
+  return b;
+}
+
+static tt_buf_t *ws__frame_room_deflated(const tt_msg_t *m) {
+  tt_str_t s = {0};
+  ws__room_payload(m, &s);
+  tt_buf_t *b = ws__text_frame(true, s.data, s.len);
+  tt_str_free(&s);
+  return b;
+}
+
 static void ws__send_text(ws_client_t *cl, const tt_str_t *s) {
   tt_buf_t *b = ws__text_frame(cl->deflate, s->data, s->len);
   if (net_conn_send(cl->conn, b, 0) == 0) {
@@ -250,10 +286,14 @@ static void ws__error(ws_client_t *cl, const char *code, const char *message, co
 /* ================================================================ delivery */
 
 static void ws__deliver(hub_client_t *hc, hub_sub_t *hs, tt_msg_t *msg) {
-  (void)hs;
   ws_client_t *cl = tt_container_of(hc, ws_client_t, hub);
-  tt_buf_t *frame = cl->deflate ? tt_msg_frame(msg, TT_FRAME_WS_DEFLATE, ws_frame_message_deflated)
-                                : tt_msg_frame(msg, TT_FRAME_WS, ws_frame_message);
+  tt_buf_t *frame;
+  if (hs->room)
+    frame = cl->deflate ? tt_msg_frame(msg, TT_FRAME_WS_ROOM_DEFLATE, ws__frame_room_deflated)
+                        : tt_msg_frame(msg, TT_FRAME_WS_ROOM, ws__frame_room);
+  else
+    frame = cl->deflate ? tt_msg_frame(msg, TT_FRAME_WS_DEFLATE, ws_frame_message_deflated)
+                        : tt_msg_frame(msg, TT_FRAME_WS, ws_frame_message);
   if (net_conn_send(cl->conn, frame, 0) == 0) {
     cl->msgs_out++;
     cl->bytes_out += frame->len;
@@ -392,8 +432,10 @@ static void ws__subscribe(ws_client_t *cl, const char *channel, size_t clen, con
 /* ================================================================ the client protocol */
 
 typedef struct ws_req_s {
-  tt_json_span_t type, id, channel, topic, since, event, data, client_time, presence;
-  bool has_type, has_id, has_channel, has_topic, has_since, has_event, has_data, has_client_time, has_presence;
+  tt_json_span_t type, id, channel, topic, since, event, data, client_time, presence, room_code, user, event_name,
+      payload, echo, speed, name, max_participants;
+  bool has_type, has_id, has_channel, has_topic, has_since, has_event, has_data, has_client_time, has_presence,
+      has_room_code, has_user, has_event_name, has_payload, has_echo, has_speed, has_name, has_max_participants;
 } ws_req_t;
 
 #define WS_FIELD(name)                                         \
@@ -414,6 +456,14 @@ static int ws__member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
   WS_FIELD(data)
   WS_FIELD(client_time)
   WS_FIELD(presence)
+  WS_FIELD(room_code)
+  WS_FIELD(user)
+  WS_FIELD(event_name)
+  WS_FIELD(payload)
+  WS_FIELD(echo)
+  WS_FIELD(speed)
+  WS_FIELD(name)
+  WS_FIELD(max_participants)
   return 0;
 }
 
@@ -481,6 +531,376 @@ static void ws__on_published(void *ctx, int status, const engine_pos_t *pos) {
   net_conn_unref(p->conn);
   tt_str_free(&p->ref);
   free(p);
+}
+
+
+/* ================================================================ rooms */
+
+typedef struct ws_room_req_s {
+  ws_client_t *client;
+  net_conn_t *conn;
+  tt_str_t ref;
+  tt_str_t user;     /* the `user` object, raw, for create */
+  bool echo;
+} ws_room_req_t;
+
+static ws_room_req_t *ws__room_req(ws_client_t *cl, const tt_str_t *ref) {
+  ws_room_req_t *q = tt_calloc(1, sizeof(*q));
+  q->client = cl;
+  q->conn = cl->conn;
+  if (ref != NULL && ref->len) tt_str_append(&q->ref, ref->data, ref->len);
+  net_conn_ref(cl->conn);
+  return q;
+}
+
+static void ws__room_req_free(ws_room_req_t *q) {
+  net_conn_unref(q->conn);
+  tt_str_free(&q->ref);
+  tt_str_free(&q->user);
+  free(q);
+}
+
+static hub_room_member_t *ws__room_find(ws_client_t *cl, const char *code) {
+  for (tt_list_t *l = cl->rooms.next; l != &cl->rooms; l = l->next) {
+    hub_room_member_t *m = tt_container_of(l, hub_room_member_t, tlink);
+    if (strcmp(m->code, code) == 0) return m;
+  }
+  return NULL;
+}
+
+/* Decodes room_code; answers the error. */
+static int ws__room_code(ws_client_t *cl, const ws_req_t *r, char *code, size_t cap, const tt_str_t *ref) {
+  if (!r->has_room_code) {
+    ws__error(cl, "MISSING_FIELD", "field 'room_code' is required", ref);
+    return -1;
+  }
+  tt_str_t c = {0};
+  char ch[64];
+  bool ok = tt_json_string_decode(r->room_code, &c) == 0 && hub_room_channel(c.data, c.len, ch, sizeof(ch));
+  if (ok) snprintf(code, cap, "%s", c.data);
+  tt_str_free(&c);
+  if (!ok) ws__error(cl, "BAD_ROOM_CODE", "room_code must be a room code such as MUSIC-42", ref);
+  return ok ? 0 : -1;
+}
+
+/* user: {name: string of 1-64 bytes, instrument?: string of at most 64} */
+typedef struct ws_user_s {
+  tt_json_span_t name, instrument;
+  bool has_name, has_instrument;
+} ws_user_t;
+
+static int ws__user_member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
+  ws_user_t *u = ctx;
+  if (tt_json_key_is(key, "name")) {
+    u->name = value;
+    u->has_name = true;
+  } else if (tt_json_key_is(key, "instrument")) {
+    u->instrument = value;
+    u->has_instrument = true;
+  }
+  return 0;
+}
+
+static bool ws__short_string(tt_json_span_t v, size_t min, size_t max) {
+  if (v.len < 2 || v.p[0] != '"') return false;
+  tt_str_t d = {0};
+  bool ok = tt_json_string_decode(v, &d) == 0 && d.len >= min && d.len <= max;
+  tt_str_free(&d);
+  return ok;
+}
+
+static int ws__user(ws_client_t *cl, const char *user, size_t len, ws_user_t *u, const tt_str_t *ref) {
+  memset(u, 0, sizeof(*u));
+  static const tt_json_span_t anon = {"\"anonymous\"", 11};
+  if (user == NULL) {
+    u->name = anon;
+    return 0;
+  }
+  if (tt_json_object_scan(user, len, ws__user_member, u) != 0 || !u->has_name || !ws__short_string(u->name, 1, 64) ||
+      (u->has_instrument && !ws__short_string(u->instrument, 0, 64))) {
+    ws__error(cl, "BAD_USER", "user must be {\"name\": 1-64 bytes, \"instrument\"?: string}", ref);
+    return -1;
+  }
+  return 0;
+}
+
+static void ws__on_joined(void *ctx, hub_room_member_t *m, int status, const char *participants) {
+  ws_room_req_t *q = ctx;
+  ws_client_t *cl = q->client;
+  if (!net_conn_is_closing(q->conn)) {
+    if (status != 0) {
+      static const char *const msgs[] = {"no live room has that code", "the room is full", "the engine is not available"};
+      int i = status == HUB_ROOM_NOT_FOUND ? 0 : status == HUB_ROOM_FULL ? 1 : 2;
+      ws__error(cl, hub_room_error(status), msgs[i], &q->ref);
+      tt_list_remove(&m->tlink);
+      hub_room_member_release(ws.hub, m);
+    } else {
+      tt_str_t s = {0};
+      tt_str_appendf(&s, "{\"type\":\"session:joined\",\"room_code\":\"%s\",\"user_id\":\"%s\",\"participants\":%s", m->code,
+                     m->user_id, participants);
+      ws__ref(&s, &q->ref);
+      tt_str_appends(&s, "}");
+      ws__send_text(cl, &s);
+      tt_str_free(&s);
+    }
+  }
+  ws__room_req_free(q);
+}
+
+static void ws__join(ws_client_t *cl, const char *code, const char *user, size_t user_len, bool echo,
+                     const tt_str_t *ref) {
+  ws_user_t u;
+  if (ws__user(cl, user, user_len, &u, ref) != 0) return;
+  if (ws__room_find(cl, code) != NULL) {
+    ws__error(cl, "ALREADY_IN_ROOM", "this connection is in that room", ref);
+    return;
+  }
+  char id[64];
+  ws__member_id(cl, id, sizeof(id));
+  hub_room_member_t *m = hub_room_member_new(&cl->hub, id, echo);
+  tt_list_insert_tail(&cl->rooms, &m->tlink);
+  hub_room_join(ws.hub, m, code, u.name, u.has_instrument ? &u.instrument : NULL, ws__on_joined, ws__room_req(cl, ref));
+}
+
+static void ws__on_created(void *ctx, int status, const char *code, const char *record) {
+  ws_room_req_t *q = ctx;
+  (void)record;
+  ws_client_t *cl = q->client;
+  if (!net_conn_is_closing(q->conn)) {
+    if (status != 0) {
+      ws__error(cl, "ENGINE_UNAVAILABLE", "could not create a room", &q->ref);
+    } else {
+      char id[64];
+      ws__member_id(cl, id, sizeof(id));
+      tt_str_t s = {0};
+      tt_str_appendf(&s, "{\"type\":\"session:created\",\"room_code\":\"%s\",\"user_id\":\"%s\"", code, id);
+      ws__ref(&s, &q->ref);
+      tt_str_appends(&s, "}");
+      ws__send_text(cl, &s);
+      tt_str_free(&s);
+      ws__join(cl, code, q->user.len ? q->user.data : NULL, q->user.len, q->echo, &q->ref);
+    }
+  }
+  ws__room_req_free(q);
+}
+
+static void ws__on_relayed(void *ctx, int status, const engine_pos_t *pos) {
+  ws_room_req_t *q = ctx;
+  if (!net_conn_is_closing(q->conn)) {
+    if (status != 0) {
+      ws__error(q->client, "ENGINE_UNAVAILABLE", "the event was not relayed", &q->ref);
+    } else if (q->ref.len > 0) {
+      tt_str_t s = {0};
+      tt_str_appendf(&s, "{\"type\":\"event:ack\",\"room_code\":\"%s\",\"seq\":%" PRIu64 ",\"server_time\":%" PRIu64,
+                     q->user.data, pos->offset, tt_now_ms());
+      ws__ref(&s, &q->ref);
+      tt_str_appends(&s, "}");
+      ws__send_text(q->client, &s);
+      tt_str_free(&s);
+    }
+  }
+  ws__room_req_free(q);
+}
+
+/* ---------------------------------------------------------------- replay */
+
+static void ws__replay_closed(uv_handle_t *h) {
+  ws_replay_t *rp = tt_container_of((uv_timer_t *)h, ws_replay_t, timer);
+  for (size_t i = rp->next; i < rp->count; i++) tt_msg_unref(rp->msgs[i]);
+  free(rp->msgs);
+  free(rp);
+}
+
+static void ws__replay_stop(ws_replay_t *rp) {
+  if (rp->client) rp->client->replay = NULL;
+  rp->client = NULL;
+  uv_close((uv_handle_t *)&rp->timer, ws__replay_closed);
+}
+
+static void ws__on_replay_tick(uv_timer_t *t) {
+  ws_replay_t *rp = tt_container_of(t, ws_replay_t, timer);
+  ws_client_t *cl = rp->client;
+  if (cl == NULL || cl->closing) {
+    ws__replay_stop(rp);
+    return;
+  }
+  uint64_t now = uv_now(t->loop);
+  uint64_t t0 = rp->msgs[0]->time_ms;
+  while (rp->next < rp->count) {
+    tt_msg_t *m = rp->msgs[rp->next];
+    uint64_t due = rp->start_ms + (uint64_t)((double)(m->time_ms - t0) / rp->speed);
+    if (due > now) {
+      uv_timer_start(&rp->timer, ws__on_replay_tick, due - now, 0);
+      return;
+    }
+    tt_str_t s = {0};
+    hub_room_event_json(m, "replay:event", &s);
+    ws__send_text(cl, &s);
+    tt_str_free(&s);
+    tt_msg_unref(m);
+    rp->next++;
+  }
+  tt_str_t s = {0};
+  tt_str_appendf(&s, "{\"type\":\"replay:end\",\"room_code\":\"%s\",\"count\":%zu}", rp->code, rp->count);
+  ws__send_text(cl, &s);
+  tt_str_free(&s);
+  ws__replay_stop(rp);
+}
+
+typedef struct ws_replay_req_s {
+  ws_room_req_t *q;
+  double speed;
+  char code[HUB_ROOM_CODE_MAX + 1];
+} ws_replay_req_t;
+
+static void ws__on_recording(void *ctx, const engine_history_t *h) {
+  ws_replay_req_t *rr = ctx;
+  ws_room_req_t *q = rr->q;
+  ws_client_t *cl = q->client;
+  if (!net_conn_is_closing(q->conn)) {
+    if (h->status != 0) {
+      ws__error(cl, "ENGINE_UNAVAILABLE", "the recording could not be read", &q->ref);
+    } else if (cl->replay != NULL) {
+      ws__error(cl, "REPLAY_RUNNING", "one replay at a time per connection", &q->ref);
+    } else {
+      uint64_t duration = h->count ? (uint64_t)((double)(h->msgs[h->count - 1]->time_ms - h->msgs[0]->time_ms) / rr->speed) : 0;
+      tt_str_t s = {0};
+      tt_str_appendf(&s, "{\"type\":\"replay:start\",\"room_code\":\"%s\",\"count\":%zu,\"duration_ms\":%" PRIu64, rr->code,
+                     h->count, duration);
+      ws__ref(&s, &q->ref);
+      tt_str_appends(&s, "}");
+      ws__send_text(cl, &s);
+      tt_str_free(&s);
+      ws_replay_t *rp = tt_calloc(1, sizeof(*rp));
+      rp->client = cl;
+      rp->speed = rr->speed;
+      snprintf(rp->code, sizeof(rp->code), "%s", rr->code);
+      rp->count = h->count;
+      if (h->count) rp->msgs = tt_malloc(h->count * sizeof(*rp->msgs));
+      for (size_t i = 0; i < h->count; i++) rp->msgs[i] = tt_msg_ref(h->msgs[i]);
+      uv_loop_t *loop = &net_conn_worker(cl->conn)->loop;
+      uv_timer_init(loop, &rp->timer);
+      rp->start_ms = uv_now(loop);
+      cl->replay = rp;
+      if (rp->count == 0) {
+        tt_str_t e = {0};
+        tt_str_appendf(&e, "{\"type\":\"replay:end\",\"room_code\":\"%s\",\"count\":0}", rp->code);
+        ws__send_text(cl, &e);
+        tt_str_free(&e);
+        ws__replay_stop(rp);
+      } else {
+        uv_timer_start(&rp->timer, ws__on_replay_tick, 0, 0);
+      }
+    }
+  }
+  ws__room_req_free(q);
+  free(rr);
+}
+
+static void ws__handle_room(ws_client_t *cl, const tt_str_t *type, const ws_req_t *r, const tt_str_t *ref) {
+  char code[HUB_ROOM_CODE_MAX + 1];
+  bool echo = r->has_echo && r->echo.len == 4 && memcmp(r->echo.p, "true", 4) == 0;
+  if (ws__type_is(type, "session:create")) {
+    tt_str_t name = {0};
+    int max = 0;
+    if (r->has_name && !ws__short_string(r->name, 0, 128)) {
+      ws__error(cl, "BAD_FIELD", "name must be a string of at most 128 bytes", ref);
+      return;
+    }
+    if (r->has_max_participants) {
+      char num[16];
+      snprintf(num, sizeof(num), "%.*s", (int)TT_MIN(r->max_participants.len, sizeof(num) - 1), r->max_participants.p);
+      char *end;
+      long v = strtol(num, &end, 10);
+      if (*end != '\0' || v < 1 || v > 1000) {
+        ws__error(cl, "BAD_FIELD", "max_participants must be an integer from 1 to 1000", ref);
+        return;
+      }
+      max = (int)v;
+    }
+    ws_user_t u;
+    if (ws__user(cl, r->has_user ? r->user.p : NULL, r->has_user ? r->user.len : 0, &u, ref) != 0) return;
+    ws_room_req_t *q = ws__room_req(cl, ref);
+    q->echo = echo;
+    if (r->has_user) tt_str_append(&q->user, r->user.p, r->user.len);
+    hub_room_create(ws.hub, &net_conn_worker(cl->conn)->loop, r->has_name ? r->name.p : NULL,
+                    r->has_name ? r->name.len : 0, max, ws__on_created, q);
+    tt_str_free(&name);
+  } else if (ws__type_is(type, "session:join")) {
+    if (ws__room_code(cl, r, code, sizeof(code), ref) != 0) return;
+    ws__join(cl, code, r->has_user ? r->user.p : NULL, r->has_user ? r->user.len : 0, echo, ref);
+  } else if (ws__type_is(type, "session:leave")) {
+    if (ws__room_code(cl, r, code, sizeof(code), ref) != 0) return;
+    hub_room_member_t *m = ws__room_find(cl, code);
+    if (m == NULL || m->state != HUB_MEMBER_JOINED) {
+      ws__error(cl, "NOT_IN_ROOM", "this connection is not in that room", ref);
+      return;
+    }
+    tt_list_remove(&m->tlink);
+    hub_room_member_release(ws.hub, m);
+    tt_str_t s = {0};
+    tt_str_appendf(&s, "{\"type\":\"session:left\",\"room_code\":\"%s\"", code);
+    ws__ref(&s, ref);
+    tt_str_appends(&s, "}");
+    ws__send_text(cl, &s);
+    tt_str_free(&s);
+  } else if (ws__type_is(type, "event:broadcast")) {
+    if (ws__room_code(cl, r, code, sizeof(code), ref) != 0) return;
+    hub_room_member_t *m = ws__room_find(cl, code);
+    if (m == NULL) {
+      ws__error(cl, "NOT_IN_ROOM", "only participants may broadcast: nothing was relayed", ref);
+      return;
+    }
+    if (!r->has_event_name || !r->has_payload) {
+      ws__error(cl, "MISSING_FIELD", r->has_event_name ? "field 'payload' is required" : "field 'event_name' is required",
+                ref);
+      return;
+    }
+    ws_room_req_t *q = ws__room_req(cl, ref);
+    tt_str_appends(&q->user, code); /* the ack names the room */
+    int rc = hub_room_broadcast(ws.hub, m, r->event_name, r->payload, ws__on_relayed, q);
+    if (rc != 0) {
+      static const struct {
+        int rc;
+        const char *msg;
+      } why[] = {{HUB_ROOM_NOT_IN, "only participants may broadcast: nothing was relayed"},
+                 {HUB_ROOM_RATE_LIMITED, "too many events: this one was not relayed"},
+                 {HUB_ROOM_TOO_LARGE, "payload over the room's limit: not relayed"},
+                 {HUB_ROOM_BAD_EVENT, "event_name must be a string of 1-64 bytes"}};
+      const char *msg = "not relayed";
+      for (size_t i = 0; i < TT_ARRAY_SIZE(why); i++)
+        if (why[i].rc == rc) msg = why[i].msg;
+      ws__error(cl, hub_room_error(rc), msg, ref);
+      ws__room_req_free(q);
+    }
+  } else {
+    /* session:replay */
+    if (ws__room_code(cl, r, code, sizeof(code), ref) != 0) return;
+    double speed = 1;
+    if (r->has_speed) {
+      char num[32];
+      snprintf(num, sizeof(num), "%.*s", (int)TT_MIN(r->speed.len, sizeof(num) - 1), r->speed.p);
+      char *end;
+      speed = strtod(num, &end);
+      if (*end != '\0' || !(speed >= 0.1 && speed <= 100)) {
+        ws__error(cl, "BAD_FIELD", "speed must be a number from 0.1 to 100", ref);
+        return;
+      }
+    }
+    if (cl->replay != NULL) {
+      ws__error(cl, "REPLAY_RUNNING", "one replay at a time per connection", ref);
+      return;
+    }
+    ws_replay_req_t *rr = tt_calloc(1, sizeof(*rr));
+    rr->q = ws__room_req(cl, ref);
+    rr->speed = speed;
+    snprintf(rr->code, sizeof(rr->code), "%s", code);
+    char ch[64];
+    hub_room_channel(code, strlen(code), ch, sizeof(ch));
+    engine_pos_t since = {.offset = 0};
+    engine_t *e = hub_engine(ws.hub);
+    e->vt->history(e, &net_conn_worker(cl->conn)->loop, ch, strlen(ch), &since, ws__on_recording, rr);
+  }
 }
 
 typedef ws_pub_t ws_presence_req_t;
@@ -622,7 +1042,7 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
       ws__error(cl, "BAD_EVENT", "event must be 1-64 bytes of [A-Za-z0-9_.:-]", &ref);
       goto done;
     }
-    if (!ws__may_publish(channel.data, channel.len)) {
+    if (hub_channel_reserved(channel.data, channel.len) || !ws__may_publish(channel.data, channel.len)) {
       ws__error(cl, "FORBIDDEN", "clients may not publish to this channel", &ref);
       goto done;
     }
@@ -650,10 +1070,17 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
     net_conn_ref(cl->conn);
     engine_t *e = hub_engine(ws.hub);
     e->vt->presence_list(e, &net_conn_worker(cl->conn)->loop, channel.data, channel.len, ws__on_presence, p);
+  } else if (ws__type_is(&type, "session:create") || ws__type_is(&type, "session:join") ||
+             ws__type_is(&type, "session:leave") || ws__type_is(&type, "event:broadcast") ||
+             ws__type_is(&type, "session:replay")) {
+    ws__handle_room(cl, &type, &r, &ref);
   } else if (ws__type_is(&type, "get_stats")) {
     ws__stats(cl, &ref);
   } else {
-    ws__error(cl, "UNKNOWN_TYPE", "type must be subscribe, unsubscribe, publish, presence, ping or get_stats", &ref);
+    ws__error(cl, "UNKNOWN_TYPE",
+              "type must be subscribe, unsubscribe, publish, presence, ping, get_stats, session:create, session:join, "
+              "session:leave, event:broadcast or session:replay",
+              &ref);
   }
 done:
   tt_str_free(&ref);
@@ -843,8 +1270,18 @@ static void ws__on_data(net_conn_t *c, const char *data, size_t len) {
 
 /* ================================================================ connection events */
 
+static void ws__leave_rooms(ws_client_t *cl) {
+  while (!tt_list_empty(&cl->rooms)) {
+    hub_room_member_t *m = tt_container_of(cl->rooms.next, hub_room_member_t, tlink);
+    tt_list_remove(&m->tlink);
+    hub_room_member_release(ws.hub, m);
+  }
+  if (cl->replay != NULL) ws__replay_stop(cl->replay);
+}
+
 static void ws__on_close(net_conn_t *c) {
   ws_client_t *cl = net_conn_data(c);
+  ws__leave_rooms(cl);
   while (!tt_list_empty(&cl->subs)) ws__sub_free(cl, tt_container_of(cl->subs.next, ws_sub_t, link));
   tt_list_remove(&cl->link);
   if (cl->inflater) {
@@ -863,6 +1300,7 @@ static void ws__on_shutdown(net_conn_t *c) { ws__send_close(net_conn_data(c), 10
 
 static tt_buf_t *ws__overflow_frame(net_conn_t *c) {
   ws_client_t *cl = net_conn_data(c);
+  ws__leave_rooms(cl);
   while (!tt_list_empty(&cl->subs)) ws__sub_free(cl, tt_container_of(cl->subs.next, ws_sub_t, link));
   cl->closing = true;
   obs_inc(OBS_SLOW_CONSUMERS);
@@ -1052,6 +1490,7 @@ void ws_open(net_request_t *req, const char *channel, size_t len) {
   cl->tokens = ws.opts.burst;
   cl->tokens_ms = cl->last_rx_ms;
   tt_list_init(&cl->subs);
+  tt_list_init(&cl->rooms);
   tt_list_insert_tail(&ws.workers[cl->hub.worker].clients, &cl->link);
 
   net_request_stream(req, &ws_stream_vt, cl);
@@ -1066,7 +1505,7 @@ void ws_open(net_request_t *req, const char *channel, size_t len) {
   tt_str_t w = {0};
   tt_str_appendf(&w,
                  "{\"type\":\"welcome\",\"connection_id\":\"%s-%" PRIu64 "\",\"server_info\":{\"version\":\"%s\","
-                 "\"features\":[\"subscribe\",\"unsubscribe\",\"publish\",\"recovery\",\"presence\",\"ping\",\"get_stats\"%s],"
+                 "\"features\":[\"subscribe\",\"unsubscribe\",\"publish\",\"recovery\",\"presence\",\"ping\",\"get_stats\",\"rooms\"%s],"
                  "\"limits\":{\"max_message_bytes\":%lld,\"max_channels\":%d,\"rate_per_second\":%d,\"rate_burst\":%d},"
                  "\"permessage_deflate\":%s},\"server_time\":%" PRIu64 "}",
                  ws.conn_prefix, net_conn_id(c), TUTTI_VERSION, ws.opts.deflate ? ",\"permessage-deflate\"" : "",
