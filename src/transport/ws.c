@@ -503,23 +503,42 @@ static bool ws__may_publish(const char *channel, size_t len) {
   return false;
 }
 
-typedef struct ws_pub_s {
+/* A request answered from an engine callback: the connection (kept by a
+ * ref), the request's id, and what the answer needs. */
+typedef struct ws_pending_s {
   ws_client_t *client;
   net_conn_t *conn;
   tt_str_t ref;
-  size_t channel_len;
-  char channel[];
-} ws_pub_t;
+  tt_str_t text;     /* a channel, a room code or a `user` object */
+  bool echo;
+} ws_pending_t;
+
+static ws_pending_t *ws__pending(ws_client_t *cl, const tt_str_t *ref, const char *text, size_t len) {
+  ws_pending_t *q = tt_calloc(1, sizeof(*q));
+  q->client = cl;
+  q->conn = cl->conn;
+  if (ref != NULL && ref->len) tt_str_append(&q->ref, ref->data, ref->len);
+  if (text != NULL && len) tt_str_append(&q->text, text, len);
+  net_conn_ref(cl->conn);
+  return q;
+}
+
+static void ws__pending_free(ws_pending_t *q) {
+  net_conn_unref(q->conn);
+  tt_str_free(&q->ref);
+  tt_str_free(&q->text);
+  free(q);
+}
 
 static void ws__on_published(void *ctx, int status, const engine_pos_t *pos) {
-  ws_pub_t *p = ctx;
+  ws_pending_t *p = ctx;
   if (!net_conn_is_closing(p->conn)) {
     if (status != 0) {
       ws__error(p->client, "ENGINE_UNAVAILABLE", "the engine could not accept the message", &p->ref);
     } else {
       tt_str_t s = {0};
       tt_str_appends(&s, "{\"type\":\"published\",\"channel\":\"");
-      tt_str_append(&s, p->channel, p->channel_len);
+      tt_str_append(&s, p->text.data, p->text.len);
       tt_str_appendf(&s, "\",\"epoch\":\"%s\",\"offset\":%" PRIu64 ",\"id\":\"%s:%" PRIu64 "\"", pos->epoch, pos->offset,
                      pos->epoch, pos->offset);
       ws__ref(&s, &p->ref);
@@ -528,37 +547,11 @@ static void ws__on_published(void *ctx, int status, const engine_pos_t *pos) {
       tt_str_free(&s);
     }
   }
-  net_conn_unref(p->conn);
-  tt_str_free(&p->ref);
-  free(p);
+  ws__pending_free(p);
 }
 
 
 /* ================================================================ rooms */
-
-typedef struct ws_room_req_s {
-  ws_client_t *client;
-  net_conn_t *conn;
-  tt_str_t ref;
-  tt_str_t user;     /* the `user` object, raw, for create */
-  bool echo;
-} ws_room_req_t;
-
-static ws_room_req_t *ws__room_req(ws_client_t *cl, const tt_str_t *ref) {
-  ws_room_req_t *q = tt_calloc(1, sizeof(*q));
-  q->client = cl;
-  q->conn = cl->conn;
-  if (ref != NULL && ref->len) tt_str_append(&q->ref, ref->data, ref->len);
-  net_conn_ref(cl->conn);
-  return q;
-}
-
-static void ws__room_req_free(ws_room_req_t *q) {
-  net_conn_unref(q->conn);
-  tt_str_free(&q->ref);
-  tt_str_free(&q->user);
-  free(q);
-}
 
 static hub_room_member_t *ws__room_find(ws_client_t *cl, const char *code) {
   for (tt_list_t *l = cl->rooms.next; l != &cl->rooms; l = l->next) {
@@ -625,7 +618,7 @@ static int ws__user(ws_client_t *cl, const char *user, size_t len, ws_user_t *u,
 }
 
 static void ws__on_joined(void *ctx, hub_room_member_t *m, int status, const char *participants) {
-  ws_room_req_t *q = ctx;
+  ws_pending_t *q = ctx;
   ws_client_t *cl = q->client;
   if (!net_conn_is_closing(q->conn)) {
     if (status != 0) {
@@ -644,7 +637,7 @@ static void ws__on_joined(void *ctx, hub_room_member_t *m, int status, const cha
       tt_str_free(&s);
     }
   }
-  ws__room_req_free(q);
+  ws__pending_free(q);
 }
 
 static void ws__join(ws_client_t *cl, const char *code, const char *user, size_t user_len, bool echo,
@@ -659,11 +652,11 @@ static void ws__join(ws_client_t *cl, const char *code, const char *user, size_t
   ws__member_id(cl, id, sizeof(id));
   hub_room_member_t *m = hub_room_member_new(&cl->hub, id, echo);
   tt_list_insert_tail(&cl->rooms, &m->tlink);
-  hub_room_join(ws.hub, m, code, u.name, u.has_instrument ? &u.instrument : NULL, ws__on_joined, ws__room_req(cl, ref));
+  hub_room_join(ws.hub, m, code, u.name, u.has_instrument ? &u.instrument : NULL, ws__on_joined, ws__pending(cl, ref, NULL, 0));
 }
 
 static void ws__on_created(void *ctx, int status, const char *code, const char *record) {
-  ws_room_req_t *q = ctx;
+  ws_pending_t *q = ctx;
   (void)record;
   ws_client_t *cl = q->client;
   if (!net_conn_is_closing(q->conn)) {
@@ -678,28 +671,28 @@ static void ws__on_created(void *ctx, int status, const char *code, const char *
       tt_str_appends(&s, "}");
       ws__send_text(cl, &s);
       tt_str_free(&s);
-      ws__join(cl, code, q->user.len ? q->user.data : NULL, q->user.len, q->echo, &q->ref);
+      ws__join(cl, code, q->text.len ? q->text.data : NULL, q->text.len, q->echo, &q->ref);
     }
   }
-  ws__room_req_free(q);
+  ws__pending_free(q);
 }
 
 static void ws__on_relayed(void *ctx, int status, const engine_pos_t *pos) {
-  ws_room_req_t *q = ctx;
+  ws_pending_t *q = ctx;
   if (!net_conn_is_closing(q->conn)) {
     if (status != 0) {
       ws__error(q->client, "ENGINE_UNAVAILABLE", "the event was not relayed", &q->ref);
     } else if (q->ref.len > 0) {
       tt_str_t s = {0};
       tt_str_appendf(&s, "{\"type\":\"event:ack\",\"room_code\":\"%s\",\"seq\":%" PRIu64 ",\"server_time\":%" PRIu64,
-                     q->user.data, pos->offset, tt_now_ms());
+                     q->text.data, pos->offset, tt_now_ms());
       ws__ref(&s, &q->ref);
       tt_str_appends(&s, "}");
       ws__send_text(q->client, &s);
       tt_str_free(&s);
     }
   }
-  ws__room_req_free(q);
+  ws__pending_free(q);
 }
 
 /* ---------------------------------------------------------------- replay */
@@ -748,14 +741,14 @@ static void ws__on_replay_tick(uv_timer_t *t) {
 }
 
 typedef struct ws_replay_req_s {
-  ws_room_req_t *q;
+  ws_pending_t *q;
   double speed;
   char code[HUB_ROOM_CODE_MAX + 1];
 } ws_replay_req_t;
 
 static void ws__on_recording(void *ctx, const engine_history_t *h) {
   ws_replay_req_t *rr = ctx;
-  ws_room_req_t *q = rr->q;
+  ws_pending_t *q = rr->q;
   ws_client_t *cl = q->client;
   if (!net_conn_is_closing(q->conn)) {
     if (h->status != 0) {
@@ -793,7 +786,7 @@ static void ws__on_recording(void *ctx, const engine_history_t *h) {
       }
     }
   }
-  ws__room_req_free(q);
+  ws__pending_free(q);
   free(rr);
 }
 
@@ -820,9 +813,9 @@ static void ws__handle_room(ws_client_t *cl, const tt_str_t *type, const ws_req_
     }
     ws_user_t u;
     if (ws__user(cl, r->has_user ? r->user.p : NULL, r->has_user ? r->user.len : 0, &u, ref) != 0) return;
-    ws_room_req_t *q = ws__room_req(cl, ref);
+    ws_pending_t *q = ws__pending(cl, ref, NULL, 0);
     q->echo = echo;
-    if (r->has_user) tt_str_append(&q->user, r->user.p, r->user.len);
+    if (r->has_user) tt_str_append(&q->text, r->user.p, r->user.len);
     hub_room_create(ws.hub, &net_conn_worker(cl->conn)->loop, r->has_name ? r->name.p : NULL,
                     r->has_name ? r->name.len : 0, max, ws__on_created, q);
     tt_str_free(&name);
@@ -856,8 +849,8 @@ static void ws__handle_room(ws_client_t *cl, const tt_str_t *type, const ws_req_
                 ref);
       return;
     }
-    ws_room_req_t *q = ws__room_req(cl, ref);
-    tt_str_appends(&q->user, code); /* the ack names the room */
+    ws_pending_t *q = ws__pending(cl, ref, NULL, 0);
+    tt_str_appends(&q->text, code); /* the ack names the room */
     int rc = hub_room_broadcast(ws.hub, m, r->event_name, r->payload, ws__on_relayed, q);
     if (rc != 0) {
       static const struct {
@@ -871,7 +864,7 @@ static void ws__handle_room(ws_client_t *cl, const tt_str_t *type, const ws_req_
       for (size_t i = 0; i < TT_ARRAY_SIZE(why); i++)
         if (why[i].rc == rc) msg = why[i].msg;
       ws__error(cl, hub_room_error(rc), msg, ref);
-      ws__room_req_free(q);
+      ws__pending_free(q);
     }
   } else {
     /* session:replay */
@@ -892,7 +885,7 @@ static void ws__handle_room(ws_client_t *cl, const tt_str_t *type, const ws_req_
       return;
     }
     ws_replay_req_t *rr = tt_calloc(1, sizeof(*rr));
-    rr->q = ws__room_req(cl, ref);
+    rr->q = ws__pending(cl, ref, NULL, 0);
     rr->speed = speed;
     snprintf(rr->code, sizeof(rr->code), "%s", code);
     char ch[64];
@@ -903,17 +896,15 @@ static void ws__handle_room(ws_client_t *cl, const tt_str_t *type, const ws_req_
   }
 }
 
-typedef ws_pub_t ws_presence_req_t;
-
 static void ws__on_presence(void *ctx, int status, const engine_member_t *members, size_t count) {
-  ws_presence_req_t *p = ctx;
+  ws_pending_t *p = ctx;
   if (!net_conn_is_closing(p->conn)) {
     if (status != 0) {
       ws__error(p->client, "ENGINE_UNAVAILABLE", "the engine is not available; retry later", &p->ref);
     } else {
       tt_str_t s = {0};
       tt_str_appends(&s, "{\"type\":\"presence\",\"channel\":\"");
-      tt_str_append(&s, p->channel, p->channel_len);
+      tt_str_append(&s, p->text.data, p->text.len);
       tt_str_appends(&s, "\",\"members\":");
       transport_members_json(&s, members, count);
       ws__ref(&s, &p->ref);
@@ -922,9 +913,7 @@ static void ws__on_presence(void *ctx, int status, const engine_member_t *member
       tt_str_free(&s);
     }
   }
-  net_conn_unref(p->conn);
-  tt_str_free(&p->ref);
-  free(p);
+  ws__pending_free(p);
 }
 
 static void ws__stats(ws_client_t *cl, const tt_str_t *ref) {
@@ -1050,24 +1039,12 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
       ws__error(cl, "TOO_LARGE", "data over max_body", &ref);
       goto done;
     }
-    ws_pub_t *p = tt_calloc(1, sizeof(*p) + channel.len + 1);
-    p->client = cl;
-    p->conn = cl->conn;
-    memcpy(p->channel, channel.data, channel.len);
-    p->channel_len = channel.len;
-    if (ref.len) tt_str_append(&p->ref, ref.data, ref.len);
-    net_conn_ref(cl->conn);
+    ws_pending_t *p = ws__pending(cl, &ref, channel.data, channel.len);
     hub_publish(ws.hub, &net_conn_worker(cl->conn)->loop, channel.data, channel.len, r.has_event ? ev.data : "message",
                 r.has_event ? ev.len : 7, r.data.p, r.data.len, ws__on_published, p);
   } else if (ws__type_is(&type, "presence")) {
     if (ws__channel(cl, &r, &channel, &ref) != 0) goto done;
-    ws_presence_req_t *p = tt_calloc(1, sizeof(*p) + channel.len + 1);
-    p->client = cl;
-    p->conn = cl->conn;
-    memcpy(p->channel, channel.data, channel.len);
-    p->channel_len = channel.len;
-    if (ref.len) tt_str_append(&p->ref, ref.data, ref.len);
-    net_conn_ref(cl->conn);
+    ws_pending_t *p = ws__pending(cl, &ref, channel.data, channel.len);
     engine_t *e = hub_engine(ws.hub);
     e->vt->presence_list(e, &net_conn_worker(cl->conn)->loop, channel.data, channel.len, ws__on_presence, p);
   } else if (ws__type_is(&type, "session:create") || ws__type_is(&type, "session:join") ||
