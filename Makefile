@@ -24,6 +24,7 @@ test: test-deps
 bench: deps build
 	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti SSEBENCH=$(CURDIR)/$(RELEASE)/ssebench bench/sse_fanout.sh
 	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti SSEBENCH=$(CURDIR)/$(RELEASE)/ssebench bench/ws_fanout.sh
+	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti JAMBENCH=$(CURDIR)/$(RELEASE)/jambench bench/jam_relay.sh
 
 deps:
 	scripts/deps.sh build

@@ -130,7 +130,8 @@ typedef struct hub_room_member_s {
   tt_list_t tlink;           /* the transport's own list */
   char code[HUB_ROOM_CODE_MAX + 1];
   char user_id[HUB_USER_ID_MAX + 1];
-  char skip[HUB_USER_ID_MAX + 8];
+  char skip[HUB_USER_ID_MAX + 8];  /* "relay:USER_ID": own events, not delivered back */
+  char echo[HUB_USER_ID_MAX + 8];  /* "echo:USER_ID": own events asked back */
   tt_str_t user;             /* {"user_id":..,"name":..,"instrument":..,"joined_at":..} */
   double tokens;
   uint64_t tokens_ms;
@@ -160,7 +161,7 @@ typedef void (*hub_room_created_cb)(void *ctx, int status, const char *code, con
 void hub_room_create(hub_t *hub, uv_loop_t *loop, const char *name, size_t name_len, int max_participants,
                      hub_room_created_cb cb, void *ctx);
 
-hub_room_member_t *hub_room_member_new(hub_client_t *client, const char *user_id, bool echo);
+hub_room_member_t *hub_room_member_new(hub_client_t *client, const char *user_id);
 /* Joins `code` with the user fields `name` and `instrument` (raw JSON
  * strings, instrument may be NULL). cb gets the participants as a JSON
  * array (the new member last). */
@@ -171,9 +172,10 @@ void hub_room_join(hub_t *hub, hub_room_member_t *m, const char *code, tt_json_s
 void hub_room_leave(hub_t *hub, hub_room_member_t *m);
 /* The transport lets go: leaves if needed; freed once nothing is pending. */
 void hub_room_member_release(hub_t *hub, hub_room_member_t *m);
-/* Relays an event to the other participants. Checks synchronously and
- * returns a HUB_ROOM_* error, or 0 and cb gets the seq (the position). */
-int hub_room_broadcast(hub_t *hub, hub_room_member_t *m, tt_json_span_t event_name, tt_json_span_t payload,
+/* Relays an event to the other participants (and the sender too with
+ * `echo`). Checks synchronously and returns a HUB_ROOM_* error, or 0 and cb
+ * gets the seq (the position). */
+int hub_room_broadcast(hub_t *hub, hub_room_member_t *m, tt_json_span_t event_name, tt_json_span_t payload, bool echo,
                        engine_publish_cb cb, void *ctx);
 
 /* A room event as a JSON object with its seq and server_time:

@@ -11,7 +11,8 @@
  *    whose history is the recording (the engine's own bounds for "room:");
  *  - the channel roomctl:CODE: joins and leaves.
  * A participant subscribes to both channels, skipping the messages of its
- * own event name "relay:USER_ID", so it never hears itself.
+ * own event name "relay:USER_ID", so it never hears itself, unless it asked
+ * for an echo (then the event is published as "echo:USER_ID").
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -143,13 +144,14 @@ void hub_room_create(hub_t *hub, uv_loop_t *loop, const char *name, size_t name_
 
 /* ================================================================ members */
 
-hub_room_member_t *hub_room_member_new(hub_client_t *client, const char *user_id, bool echo) {
+hub_room_member_t *hub_room_member_new(hub_client_t *client, const char *user_id) {
   hub_room_member_t *m = tt_calloc(1, sizeof(*m));
   m->client = client;
   snprintf(m->user_id, sizeof(m->user_id), "%s", user_id);
   snprintf(m->skip, sizeof(m->skip), "relay:%s", m->user_id);
+  snprintf(m->echo, sizeof(m->echo), "echo:%s", m->user_id);
   m->events.room = true;
-  m->events.skip_event = echo ? NULL : m->skip;
+  m->events.skip_event = m->skip;
   m->ctl.room = true;
   m->ctl.skip_event = m->skip;
   tt_list_init(&m->link);
@@ -337,7 +339,7 @@ void hub_room_member_release(hub_t *hub, hub_room_member_t *m) {
 
 /* ================================================================ relaying */
 
-int hub_room_broadcast(hub_t *hub, hub_room_member_t *m, tt_json_span_t event_name, tt_json_span_t payload,
+int hub_room_broadcast(hub_t *hub, hub_room_member_t *m, tt_json_span_t event_name, tt_json_span_t payload, bool echo,
                        engine_publish_cb cb, void *ctx) {
   if (m->state != HUB_MEMBER_JOINED) return HUB_ROOM_NOT_IN;
   if (event_name.len < 3 || event_name.len > 66 + 64 || event_name.p[0] != '"') return HUB_ROOM_BAD_EVENT;
@@ -363,7 +365,8 @@ int hub_room_broadcast(hub_t *hub, hub_room_member_t *m, tt_json_span_t event_na
   tt_str_appendf(&data, ",\"sender_id\":\"%s\"}", m->user_id);
   char ch[64];
   hub_room_channel(m->code, strlen(m->code), ch, sizeof(ch));
-  hub_publish(hub, hub__loop(hub, m), ch, strlen(ch), m->skip, strlen(m->skip), data.data, data.len, cb, ctx);
+  const char *ev = echo ? m->echo : m->skip;
+  hub_publish(hub, hub__loop(hub, m), ch, strlen(ch), ev, strlen(ev), data.data, data.len, cb, ctx);
   tt_str_free(&data);
   return 0;
 }

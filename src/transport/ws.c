@@ -510,7 +510,6 @@ typedef struct ws_pending_s {
   net_conn_t *conn;
   tt_str_t ref;
   tt_str_t text;     /* a channel, a room code or a `user` object */
-  bool echo;
 } ws_pending_t;
 
 static ws_pending_t *ws__pending(ws_client_t *cl, const tt_str_t *ref, const char *text, size_t len) {
@@ -640,8 +639,7 @@ static void ws__on_joined(void *ctx, hub_room_member_t *m, int status, const cha
   ws__pending_free(q);
 }
 
-static void ws__join(ws_client_t *cl, const char *code, const char *user, size_t user_len, bool echo,
-                     const tt_str_t *ref) {
+static void ws__join(ws_client_t *cl, const char *code, const char *user, size_t user_len, const tt_str_t *ref) {
   ws_user_t u;
   if (ws__user(cl, user, user_len, &u, ref) != 0) return;
   if (ws__room_find(cl, code) != NULL) {
@@ -650,7 +648,7 @@ static void ws__join(ws_client_t *cl, const char *code, const char *user, size_t
   }
   char id[64];
   ws__member_id(cl, id, sizeof(id));
-  hub_room_member_t *m = hub_room_member_new(&cl->hub, id, echo);
+  hub_room_member_t *m = hub_room_member_new(&cl->hub, id);
   tt_list_insert_tail(&cl->rooms, &m->tlink);
   hub_room_join(ws.hub, m, code, u.name, u.has_instrument ? &u.instrument : NULL, ws__on_joined, ws__pending(cl, ref, NULL, 0));
 }
@@ -671,7 +669,7 @@ static void ws__on_created(void *ctx, int status, const char *code, const char *
       tt_str_appends(&s, "}");
       ws__send_text(cl, &s);
       tt_str_free(&s);
-      ws__join(cl, code, q->text.len ? q->text.data : NULL, q->text.len, q->echo, &q->ref);
+      ws__join(cl, code, q->text.len ? q->text.data : NULL, q->text.len, &q->ref);
     }
   }
   ws__pending_free(q);
@@ -814,14 +812,13 @@ static void ws__handle_room(ws_client_t *cl, const tt_str_t *type, const ws_req_
     ws_user_t u;
     if (ws__user(cl, r->has_user ? r->user.p : NULL, r->has_user ? r->user.len : 0, &u, ref) != 0) return;
     ws_pending_t *q = ws__pending(cl, ref, NULL, 0);
-    q->echo = echo;
     if (r->has_user) tt_str_append(&q->text, r->user.p, r->user.len);
     hub_room_create(ws.hub, &net_conn_worker(cl->conn)->loop, r->has_name ? r->name.p : NULL,
                     r->has_name ? r->name.len : 0, max, ws__on_created, q);
     tt_str_free(&name);
   } else if (ws__type_is(type, "session:join")) {
     if (ws__room_code(cl, r, code, sizeof(code), ref) != 0) return;
-    ws__join(cl, code, r->has_user ? r->user.p : NULL, r->has_user ? r->user.len : 0, echo, ref);
+    ws__join(cl, code, r->has_user ? r->user.p : NULL, r->has_user ? r->user.len : 0, ref);
   } else if (ws__type_is(type, "session:leave")) {
     if (ws__room_code(cl, r, code, sizeof(code), ref) != 0) return;
     hub_room_member_t *m = ws__room_find(cl, code);
@@ -851,7 +848,7 @@ static void ws__handle_room(ws_client_t *cl, const tt_str_t *type, const ws_req_
     }
     ws_pending_t *q = ws__pending(cl, ref, NULL, 0);
     tt_str_appends(&q->text, code); /* the ack names the room */
-    int rc = hub_room_broadcast(ws.hub, m, r->event_name, r->payload, ws__on_relayed, q);
+    int rc = hub_room_broadcast(ws.hub, m, r->event_name, r->payload, echo, ws__on_relayed, q);
     if (rc != 0) {
       static const struct {
         int rc;
