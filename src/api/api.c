@@ -425,6 +425,22 @@ static void api__session_record(void *ctx, int status, const char *record) {
   e->vt->presence_list(e, &net_conn_worker(s->p->conn)->loop, s->channel, strlen(s->channel), api__session_members, s);
 }
 
+static void api__recording_room(void *ctx, int status, const char *record) {
+  api_session_t *s = ctx;
+  (void)record;
+  if (status == -ENOENT) {
+    api__session_done(s, 404, "ROOM_NOT_FOUND", "no room or recording has that code");
+  } else if (status != 0) {
+    api__session_done(s, 503, "ENGINE_UNAVAILABLE", "the engine is not available");
+  } else {
+    if (!net_conn_is_closing(s->p->conn))
+      net_respond(s->p->conn, 200, "application/x-ndjson", "", 0, "Cache-Control: no-store\r\n");
+    api__pending_done(s->p);
+    tt_str_free(&s->out);
+    free(s);
+  }
+}
+
 /* GET /api/sessions/{code}/recording: the room channel's history, one event per line. */
 static void api__on_recording(void *ctx, const engine_history_t *h) {
   api_session_t *s = ctx;
@@ -432,8 +448,10 @@ static void api__on_recording(void *ctx, const engine_history_t *h) {
     api__session_done(s, 503, "ENGINE_UNAVAILABLE", "the engine is not available");
     return;
   }
-  if (h->count == 0 && h->top.offset == 0) {
-    api__session_done(s, 404, "ROOM_NOT_FOUND", "no room or recording has that code");
+  if (h->count == 0) {
+    /* nothing recorded: a live room answers empty, an unknown code 404 */
+    engine_t *e = hub_engine(api.hub);
+    e->vt->record_get(e, &net_conn_worker(s->p->conn)->loop, s->channel, api__recording_room, s);
     return;
   }
   for (size_t i = 0; i < h->count; i++) {

@@ -17,6 +17,7 @@
 typedef struct engine_pos_s {
   char epoch[TT_EPOCH_MAX + 1];
   uint64_t offset;
+  uint64_t time_ms;   /* in a publish's answer: when the engine accepted it */
 } engine_pos_t;
 
 /* Outcome of a history read. */

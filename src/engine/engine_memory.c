@@ -133,6 +133,7 @@ static void mem_publish(engine_t *e, uv_loop_t *loop, const char *channel, size_
   e->sink.on_message(e->sink.data, msg);
   memcpy(pos.epoch, ch->epoch, sizeof(pos.epoch));
   pos.offset = msg->offset;
+  pos.time_ms = msg->time_ms;
   pthread_mutex_unlock(&sh->lock);
 
   tt_msg_unref(msg);

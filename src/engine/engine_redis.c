@@ -489,13 +489,14 @@ static uint64_t rds__u64(const redisReply *r) {
 static void rds__on_publish(void *ctx, redisReply *reply) {
   rds_req_t *r = ctx;
   if (rds__retry_moved(r, reply)) return;
-  if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+  if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2) {
     if (reply && reply->type == REDIS_REPLY_ERROR) tt_log(TT_LOG_WARN, "redis.publish_failed", reply->str, NULL);
     rds__complete(r, -EIO);
     return;
   }
   rds__str(reply->element[0], r->pos.epoch, sizeof(r->pos.epoch));
   r->pos.offset = rds__u64(reply->element[1]);
+  r->pos.time_ms = reply->elements > 2 ? rds__u64(reply->element[2]) : tt_now_ms();
   rds__complete(r, 0);
 }
 

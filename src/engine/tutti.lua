@@ -8,6 +8,7 @@
 -- meta   (hash)   epoch, offset: the channel's epoch and last offset
 -- stream (stream) entry ID OFFSET-0, fields e (event), d (data), t (ms time)
 -- topic           each accepted message, as "EPOCH\nOFFSET\nEVENT\nTIME\nDATA"
+-- tutti_publish answers {epoch, offset, time_ms}.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -73,7 +74,7 @@ local function publish_args(meta, stream, args)
   else
     redis.call('PUBLISH', topic, payload)
   end
-  return {epoch, offset}
+  return {epoch, offset, now}
 end
 
 local function publish(keys, args)

@@ -197,10 +197,11 @@ typedef struct hub_join_s {
 
 static void hub__join_done(hub_join_t *j, int status) {
   hub_room_member_t *m = j->m;
-  m->pending--;
   if (status != 0 && m->state == HUB_MEMBER_JOINING) m->state = HUB_MEMBER_LEFT;
+  /* still pending during the callback, which may release the member */
   if (!m->released) j->cb(j->ctx, m, status, status == 0 ? j->participants.data : NULL);
   else if (status == 0) hub_room_leave(j->hub, m);
+  m->pending--;
   tt_str_free(&j->participants);
   free(j);
   hub__member_maybe_free(m);

@@ -73,7 +73,8 @@ typedef struct net_worker_impl_s {
   uv_thread_t thread;
   uv_tcp_t listener;
   uv_async_t wakeup;       /* shutdown request from another thread */
-  uv_check_t flusher;      /* flushes queued output once per loop turn */
+  uv_check_t flusher;      /* flushes output queued by I/O callbacks, after the poll */
+  uv_prepare_t preflush;   /* flushes output queued by timers, before the poll blocks */
   uv_timer_t sweeper;      /* timeouts */
   uv_timer_t drain_timer;
   tt_list_t conns;

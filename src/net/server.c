@@ -4,9 +4,10 @@
  *
  * Write path (per loop turn): net_conn_send appends a buffer reference to the
  * connection's queue and puts the connection on its worker's flush list; the
- * worker's check handle, which runs once after each poll, writes every listed
- * connection with one writev (uv_try_write), and hands only what the kernel
- * did not take to uv_write. Buffers are released when written.
+ * worker's check handle (after each poll, for what I/O callbacks queued) and
+ * prepare handle (before each poll, for what timers queued) write every
+ * listed connection with one writev (uv_try_write), and hand only what the
+ * kernel did not take to uv_write. Buffers are released when written.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -247,14 +248,20 @@ static void net__flush(net_conn_t *c) {
   if (c->close_after_flush) net__finish(c);
 }
 
-static void net__on_check(uv_check_t *h) {
-  net_worker_impl_t *w = tt_container_of(h, net_worker_impl_t, flusher);
+static void net__flush_pending(net_worker_impl_t *w) {
   /* net__flush may close connections; each is unlinked before it is used. */
   while (!tt_list_empty(&w->pending)) {
     tt_list_t *n = w->pending.next;
     tt_list_remove(n);
     net__flush(tt_container_of(n, net_conn_t, pending_link));
   }
+}
+
+static void net__on_check(uv_check_t *h) { net__flush_pending(tt_container_of(h, net_worker_impl_t, flusher)); }
+
+/* Timers run before the poll: what they queued goes out before it blocks. */
+static void net__on_prepare(uv_prepare_t *h) {
+  net__flush_pending(tt_container_of(h, net_worker_impl_t, preflush));
 }
 
 /* ================================================================ responses */
@@ -841,6 +848,8 @@ int net_server_new(const net_options_t *opts, net_server_t **out) {
     uv_async_init(&w->pub.loop, &w->wakeup, net__on_wakeup);
     uv_check_init(&w->pub.loop, &w->flusher);
     uv_check_start(&w->flusher, net__on_check);
+    uv_prepare_init(&w->pub.loop, &w->preflush);
+    uv_prepare_start(&w->preflush, net__on_prepare);
     uv_timer_init(&w->pub.loop, &w->sweeper);
     uv_timer_init(&w->pub.loop, &w->drain_timer);
     double tick = TT_MIN(opts->header_timeout, opts->stale_timeout) / 4;

@@ -683,7 +683,7 @@ static void ws__on_relayed(void *ctx, int status, const engine_pos_t *pos) {
     } else if (q->ref.len > 0) {
       tt_str_t s = {0};
       tt_str_appendf(&s, "{\"type\":\"event:ack\",\"room_code\":\"%s\",\"seq\":%" PRIu64 ",\"server_time\":%" PRIu64,
-                     q->text.data, pos->offset, tt_now_ms());
+                     q->text.data, pos->offset, pos->time_ms);
       ws__ref(&s, &q->ref);
       tt_str_appends(&s, "}");
       ws__send_text(q->client, &s);
@@ -744,6 +744,54 @@ typedef struct ws_replay_req_s {
   char code[HUB_ROOM_CODE_MAX + 1];
 } ws_replay_req_t;
 
+/* Starts playing `count` recorded messages back to the client. */
+static void ws__replay_start(ws_client_t *cl, const char *code, double speed, tt_msg_t *const *msgs, size_t count,
+                             const tt_str_t *ref) {
+  uint64_t duration = count ? (uint64_t)((double)(msgs[count - 1]->time_ms - msgs[0]->time_ms) / speed) : 0;
+  tt_str_t s = {0};
+  tt_str_appendf(&s, "{\"type\":\"replay:start\",\"room_code\":\"%s\",\"count\":%zu,\"duration_ms\":%" PRIu64, code,
+                 count, duration);
+  ws__ref(&s, ref);
+  tt_str_appends(&s, "}");
+  ws__send_text(cl, &s);
+  tt_str_free(&s);
+  ws_replay_t *rp = tt_calloc(1, sizeof(*rp));
+  rp->client = cl;
+  rp->speed = speed;
+  snprintf(rp->code, sizeof(rp->code), "%s", code);
+  rp->count = count;
+  if (count) rp->msgs = tt_malloc(count * sizeof(*rp->msgs));
+  for (size_t i = 0; i < count; i++) rp->msgs[i] = tt_msg_ref(msgs[i]);
+  uv_loop_t *loop = &net_conn_worker(cl->conn)->loop;
+  uv_timer_init(loop, &rp->timer);
+  rp->start_ms = uv_now(loop);
+  cl->replay = rp;
+  if (count == 0) {
+    tt_str_t e = {0};
+    tt_str_appendf(&e, "{\"type\":\"replay:end\",\"room_code\":\"%s\",\"count\":0}", code);
+    ws__send_text(cl, &e);
+    tt_str_free(&e);
+    ws__replay_stop(rp);
+  } else {
+    uv_timer_start(&rp->timer, ws__on_replay_tick, 0, 0);
+  }
+}
+
+/* Nothing recorded: an empty replay for a live room, ROOM_NOT_FOUND else. */
+static void ws__on_replay_room(void *ctx, int status, const char *record) {
+  ws_replay_req_t *rr = ctx;
+  ws_pending_t *q = rr->q;
+  (void)record;
+  if (!net_conn_is_closing(q->conn)) {
+    if (status == -ENOENT) ws__error(q->client, "ROOM_NOT_FOUND", "no room or recording has that code", &q->ref);
+    else if (status != 0) ws__error(q->client, "ENGINE_UNAVAILABLE", "the engine is not available", &q->ref);
+    else if (q->client->replay != NULL) ws__error(q->client, "REPLAY_RUNNING", "one replay at a time per connection", &q->ref);
+    else ws__replay_start(q->client, rr->code, rr->speed, NULL, 0, &q->ref);
+  }
+  ws__pending_free(q);
+  free(rr);
+}
+
 static void ws__on_recording(void *ctx, const engine_history_t *h) {
   ws_replay_req_t *rr = ctx;
   ws_pending_t *q = rr->q;
@@ -751,37 +799,16 @@ static void ws__on_recording(void *ctx, const engine_history_t *h) {
   if (!net_conn_is_closing(q->conn)) {
     if (h->status != 0) {
       ws__error(cl, "ENGINE_UNAVAILABLE", "the recording could not be read", &q->ref);
+    } else if (h->count == 0) {
+      char ch[64];
+      hub_room_channel(rr->code, strlen(rr->code), ch, sizeof(ch));
+      engine_t *e = hub_engine(ws.hub);
+      e->vt->record_get(e, &net_conn_worker(cl->conn)->loop, ch, ws__on_replay_room, rr);
+      return;
     } else if (cl->replay != NULL) {
       ws__error(cl, "REPLAY_RUNNING", "one replay at a time per connection", &q->ref);
     } else {
-      uint64_t duration = h->count ? (uint64_t)((double)(h->msgs[h->count - 1]->time_ms - h->msgs[0]->time_ms) / rr->speed) : 0;
-      tt_str_t s = {0};
-      tt_str_appendf(&s, "{\"type\":\"replay:start\",\"room_code\":\"%s\",\"count\":%zu,\"duration_ms\":%" PRIu64, rr->code,
-                     h->count, duration);
-      ws__ref(&s, &q->ref);
-      tt_str_appends(&s, "}");
-      ws__send_text(cl, &s);
-      tt_str_free(&s);
-      ws_replay_t *rp = tt_calloc(1, sizeof(*rp));
-      rp->client = cl;
-      rp->speed = rr->speed;
-      snprintf(rp->code, sizeof(rp->code), "%s", rr->code);
-      rp->count = h->count;
-      if (h->count) rp->msgs = tt_malloc(h->count * sizeof(*rp->msgs));
-      for (size_t i = 0; i < h->count; i++) rp->msgs[i] = tt_msg_ref(h->msgs[i]);
-      uv_loop_t *loop = &net_conn_worker(cl->conn)->loop;
-      uv_timer_init(loop, &rp->timer);
-      rp->start_ms = uv_now(loop);
-      cl->replay = rp;
-      if (rp->count == 0) {
-        tt_str_t e = {0};
-        tt_str_appendf(&e, "{\"type\":\"replay:end\",\"room_code\":\"%s\",\"count\":0}", rp->code);
-        ws__send_text(cl, &e);
-        tt_str_free(&e);
-        ws__replay_stop(rp);
-      } else {
-        uv_timer_start(&rp->timer, ws__on_replay_tick, 0, 0);
-      }
+      ws__replay_start(cl, rr->code, rr->speed, h->msgs, h->count, &q->ref);
     }
   }
   ws__pending_free(q);
