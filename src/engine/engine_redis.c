@@ -111,7 +111,8 @@ typedef struct rds_watch_s {
   uint64_t gen;            /* which SSUBSCRIBE confirms this state */
   rds_node_t *node;
   engine_pos_t last;       /* last position handed to the sink */
-  bool filling;            /* reading back what a reconnection missed */
+  bool filling;            /* reading back what a reconnection missed; pushes are held */
+  bool refill_sent;        /* the read is on its way */
   tt_msg_t **held;         /* pushes that came while filling */
   size_t nheld, capheld;
   tt_list_t waiting;       /* history requests waiting for the subscription */
@@ -755,23 +756,30 @@ static void rds__sink(rds_engine_t *e, rds_watch_t *w, tt_msg_t *m) {
   e->base.sink.on_message(e->base.sink.data, m);
 }
 
+static void rds__refill(rds_engine_t *e, rds_watch_t *w);
+
 /* What a reconnection missed, read back from the stream. */
 static void rds__on_refill(void *ctx, redisReply *reply) {
   rds_sub_ctx_t *sc = ctx;
   rds_engine_t *e = sc->e;
   rds_watch_t *w = rds__watch_get(e, sc->name, sc->len);
   if (w != NULL && w->gen == sc->gen) {
-    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 4 && (reply->elements - 4) % 4 == 0) {
-      char epoch[TT_EPOCH_MAX + 1];
-      rds__str(reply->element[0], epoch, sizeof(epoch));
-      for (size_t i = 4; i + 3 < reply->elements; i += 4) {
-        redisReply **f = &reply->element[i];
-        tt_msg_t *m = tt_msg_new(w->name, sc->len, f[1]->str ? f[1]->str : "message", f[1]->str ? f[1]->len : 7,
-                                 f[3]->str ? f[3]->str : "", f[3]->str ? f[3]->len : 0, epoch, rds__u64(f[0]));
-        m->time_ms = rds__u64(f[2]);
-        rds__sink(e, w, m);
-        tt_msg_unref(m);
-      }
+    w->refill_sent = false;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 4 || (reply->elements - 4) % 4 != 0) {
+      /* not read (the connection dropped): keep holding, read when ready again */
+      free(sc);
+      if (rds__node_ready(w->node)) rds__refill(e, w);
+      return;
+    }
+    char epoch[TT_EPOCH_MAX + 1];
+    rds__str(reply->element[0], epoch, sizeof(epoch));
+    for (size_t i = 4; i + 3 < reply->elements; i += 4) {
+      redisReply **f = &reply->element[i];
+      tt_msg_t *m = tt_msg_new(w->name, sc->len, f[1]->str ? f[1]->str : "message", f[1]->str ? f[1]->len : 7,
+                               f[3]->str ? f[3]->str : "", f[3]->str ? f[3]->len : 0, epoch, rds__u64(f[0]));
+      m->time_ms = rds__u64(f[2]);
+      rds__sink(e, w, m);
+      tt_msg_unref(m);
     }
     w->filling = false;
     for (size_t i = 0; i < w->nheld; i++) {
@@ -783,35 +791,43 @@ static void rds__on_refill(void *ctx, redisReply *reply) {
   free(sc);
 }
 
+/* Reads the stream from the last position handed to the sink; pushes are
+ * held meanwhile. Needs the node's command connection up with the functions
+ * loaded: otherwise it runs when they are (rds__on_loaded). */
+static void rds__refill(rds_engine_t *e, rds_watch_t *w) {
+  w->filling = true;
+  if (w->refill_sent || !rds__node_ready(w->node)) return;
+  char off[32], ttl[32], meta_ttl[32];
+  size_t lo = (size_t)snprintf(off, sizeof(off), "%" PRIu64, w->last.offset);
+  size_t hsize;
+  uint64_t httl;
+  rds__bounds(e, w->name, w->entry.key_len, &hsize, &httl);
+  size_t lt = (size_t)snprintf(ttl, sizeof(ttl), "%" PRIu64, httl);
+  size_t lm = (size_t)snprintf(meta_ttl, sizeof(meta_ttl), "%" PRIu64, e->opts.redis_meta_ttl_ms);
+  const char *args[] = {w->last.epoch, off, ttl, meta_ttl};
+  size_t lens[] = {strlen(w->last.epoch), lo, lt, lm};
+  rds_sub_ctx_t *sc = tt_malloc(sizeof(*sc) + w->entry.key_len + 1);
+  sc->e = e;
+  sc->gen = w->gen;
+  sc->len = w->entry.key_len;
+  memcpy(sc->name, w->name, sc->len + 1);
+  if (rds__fcall(w->node, rds__on_refill, sc, "tutti_history", w->name, sc->len, ":m", ":s", 4, args, lens) == 0)
+    w->refill_sent = true;
+  else
+    free(sc);
+}
+
 static void rds__on_subscribed(void *ctx, redisReply *reply) {
   rds_sub_ctx_t *sc = ctx;
   rds_engine_t *e = sc->e;
   rds_watch_t *w = rds__watch_get(e, sc->name, sc->len);
-  if (w == NULL || w->gen != sc->gen || reply == NULL) {
-    free(sc);
-    return; /* unwatched, superseded, or the connection failed (re-subscribed when it is back) */
-  }
+  bool current = w != NULL && w->gen == sc->gen;
+  free(sc);
+  if (!current || reply == NULL) return; /* unwatched, superseded, or the connection failed */
   w->state = W_ACTIVE;
   /* After a reconnection: read back what was published meanwhile, holding
    * new pushes until that is delivered. */
-  if (w->last.epoch[0] != '\0' && rds__node_ready(w->node)) {
-    char off[32], ttl[32], meta_ttl[32];
-    size_t lo = (size_t)snprintf(off, sizeof(off), "%" PRIu64, w->last.offset);
-    size_t hsize;
-    uint64_t httl;
-    rds__bounds(e, w->name, sc->len, &hsize, &httl);
-    size_t lt = (size_t)snprintf(ttl, sizeof(ttl), "%" PRIu64, httl);
-    size_t lm = (size_t)snprintf(meta_ttl, sizeof(meta_ttl), "%" PRIu64, e->opts.redis_meta_ttl_ms);
-    const char *args[] = {w->last.epoch, off, ttl, meta_ttl};
-    size_t lens[] = {strlen(w->last.epoch), lo, lt, lm};
-    w->filling = true;
-    if (rds__fcall(w->node, rds__on_refill, sc, "tutti_history", w->name, sc->len, ":m", ":s", 4, args, lens) != 0) {
-      w->filling = false;
-      free(sc);
-    }
-  } else {
-    free(sc);
-  }
+  if (w->last.epoch[0] != '\0') rds__refill(e, w);
   while (!tt_list_empty(&w->waiting)) {
     rds_req_t *h = tt_container_of(w->waiting.next, rds_req_t, link);
     tt_list_remove(&h->link);
@@ -830,6 +846,7 @@ static void rds__subscribe(rds_engine_t *e, rds_watch_t *w) {
   rds_sub_ctx_t *sc = tt_malloc(sizeof(*sc) + w->entry.key_len + 1);
   sc->e = e;
   sc->gen = w->gen = ++e->next_gen;
+  w->refill_sent = false; /* an older read's answer will be ignored */
   sc->len = w->entry.key_len;
   memcpy(sc->name, w->name, sc->len + 1);
   const char *argv[] = {e->cluster ? "SSUBSCRIBE" : "SUBSCRIBE", topic};
@@ -934,7 +951,13 @@ static void rds__on_loaded(void *ctx, redisReply *r) {
     return;
   }
   n->loaded = true;
-  rds__update_state(n->e);
+  rds_engine_t *e = n->e;
+  for (size_t b = 0; b <= e->watches.mask; b++)
+    for (tt_map_entry_t *ent = e->watches.buckets[b]; ent; ent = ent->next) {
+      rds_watch_t *w = tt_container_of(ent, rds_watch_t, entry);
+      if (w->node == n && w->filling && w->state == W_ACTIVE) rds__refill(e, w);
+    }
+  rds__update_state(e);
 }
 
 static void rds__bridge_subscribe(rds_engine_t *e, rds_node_t *n) {
