@@ -845,6 +845,10 @@ static void ws__handle_room(ws_client_t *cl, const tt_str_t *type, const ws_req_
     tt_str_free(&name);
   } else if (ws__type_is(type, "session:join")) {
     if (ws__room_code(cl, r, code, sizeof(code), ref) != 0) return;
+    if (!r->has_user) {
+      ws__error(cl, "BAD_USER", "session:join needs user: {\"name\": 1-64 bytes, \"instrument\"?: string}", ref);
+      return;
+    }
     ws__join(cl, code, r->has_user ? r->user.p : NULL, r->has_user ? r->user.len : 0, ref);
   } else if (ws__type_is(type, "session:leave")) {
     if (ws__room_code(cl, r, code, sizeof(code), ref) != 0) return;
