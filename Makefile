@@ -1,7 +1,7 @@
 # tutti: two commands.
 #   make run    install what is missing, build, start tutti on 127.0.0.1:8080
 #   make test   install what is missing, build with ASan+UBSan, run every test
-# (and make bench: the benchmarks, with figures)
+# (and make bench: the benchmarks, with figures; it needs the test packages too)
 
 RELEASE := build/release
 ASAN    := build/asan
@@ -21,9 +21,10 @@ test: test-deps
 	cmake --build $(ASAN) -j $(JOBS)
 	cd $(ASAN) && ctest --output-on-failure -j $(JOBS) --timeout 300
 
-bench: deps build
+bench: test-deps build
 	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti SSEBENCH=$(CURDIR)/$(RELEASE)/ssebench bench/sse_fanout.sh
 	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti SSEBENCH=$(CURDIR)/$(RELEASE)/ssebench bench/ws_fanout.sh
+	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti SSEBENCH=$(CURDIR)/$(RELEASE)/ssebench bench/redis_fanout.sh
 	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti JAMBENCH=$(CURDIR)/$(RELEASE)/jambench bench/jam_relay.sh
 
 deps:

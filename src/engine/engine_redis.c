@@ -1011,7 +1011,7 @@ static void rds__update_state(rds_engine_t *e) {
   }
   int old = atomic_exchange(&e->state, st);
   if (old != st)
-    tt_log(st == 2 ? TT_LOG_INFO : TT_LOG_WARN, "engine.state", st == 2 ? "Redis engine is up" : "Redis engine is not up",
+    tt_log(old == 2 ? TT_LOG_WARN : TT_LOG_INFO, "engine.state", st == 2 ? "Redis engine is up" : "Redis engine is not up",
            "\"state\":\"%s\",\"nodes\":%d,\"cluster\":%s", rds_state(&e->base), e->nnodes, e->cluster ? "true" : "false");
 }
 
