@@ -112,7 +112,7 @@ test('welcome: fields, limits from the flags, permessage_deflate as negotiated',
       assert.ok(w.server_info.features.includes(f), `features include ${f}: ${JSON.stringify(w.server_info.features)}`);
     }
     assert.deepEqual(w.server_info.limits, {
-      max_message_bytes: 65536, max_channels: 4, rate_per_second: 100, rate_burst: 200,
+      max_message_bytes: 65536, max_channels: 4, rate_per_second: 1000, rate_burst: 2000,
     });
     assert.equal(w.server_info.permessage_deflate, negotiated);
     assert.equal(typeof w.server_time, 'number');
