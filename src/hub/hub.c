@@ -127,16 +127,22 @@ static hub_interest_t *hub__interest(hub_t *hub, const char *name, size_t len, u
   return in;
 }
 
-typedef struct hub_sub_req_s {
+struct hub_sub_req_s {
   hub_t *hub;
   hub_sub_t *sub;
+  bool cancelled;          /* unsubscribed before the engine answered */
   hub_subscribe_cb cb;
   void *ctx;
-} hub_sub_req_t;
+};
 
+/* The engine's answer; with an asynchronous engine the subscription may be
+ * gone by now (its owner closed), and then nobody is called. */
 static void hub__on_history(void *ctx, const engine_history_t *h) {
   hub_sub_req_t *r = ctx;
-  r->cb(r->ctx, r->sub, h);
+  if (!r->cancelled) {
+    r->sub->req = NULL;
+    r->cb(r->ctx, r->sub, h);
+  }
   free(r);
 }
 
@@ -179,7 +185,8 @@ void hub_subscribe(hub_t *hub, hub_client_t *client, hub_sub_t *sub, const char 
 
   /* 3. Position and history. */
   hub_sub_req_t *r = tt_malloc(sizeof(*r));
-  *r = (hub_sub_req_t){hub, sub, cb, ctx};
+  *r = (hub_sub_req_t){.hub = hub, .sub = sub, .cb = cb, .ctx = ctx};
+  sub->req = r;
   hub->engine->vt->history(hub->engine, hw->wakeup.loop, channel, clen, since, hub__on_history, r);
 }
 
@@ -197,6 +204,10 @@ void hub_sub_live(hub_t *hub, hub_sub_t *sub, const engine_pos_t *pos) {
 }
 
 void hub_unsubscribe(hub_t *hub, hub_sub_t *sub) {
+  if (sub->req != NULL) { /* the engine has not answered: its answer goes nowhere */
+    sub->req->cancelled = true;
+    sub->req = NULL;
+  }
   hub_topic_t *t = sub->topic;
   if (t == NULL) return;
   hub_worker_t *hw = &hub->workers[sub->client->worker];

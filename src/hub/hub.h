@@ -24,6 +24,7 @@ typedef struct hub_s hub_t;
 typedef struct hub_client_s hub_client_t;
 typedef struct hub_sub_s hub_sub_t;
 typedef struct hub_topic_s hub_topic_t;
+typedef struct hub_sub_req_s hub_sub_req_t;
 
 /* What a transport does with a message for one of its subscriptions. */
 typedef struct hub_client_vt_s {
@@ -48,6 +49,7 @@ struct hub_sub_s {
   bool live;                 /* recovery done: deliveries flow */
   bool room;                 /* a room participant's subscription (framed as room events) */
   const char *skip_event;    /* messages with this event name are not delivered (own events) */
+  hub_sub_req_t *req;        /* the engine's answer still to come, if any */
   tt_msg_t **held;           /* live messages that came during recovery */
   size_t held_count, held_cap;
 };
@@ -94,8 +96,8 @@ void hub_subscribe(hub_t *hub, hub_client_t *client, hub_sub_t *sub, const char 
 /* Ends recovery: `pos` is the last position the client has; messages held
  * meanwhile that come after it are delivered now, then live ones. */
 void hub_sub_live(hub_t *hub, hub_sub_t *sub, const engine_pos_t *pos);
-/* Removes the subscription. Safe during the subscribe callback's aftermath,
- * never from inside deliver. */
+/* Removes the subscription; a subscribe callback not yet run is never run.
+ * Never from inside deliver. */
 void hub_unsubscribe(hub_t *hub, hub_sub_t *sub);
 
 /* Local subscribers to `channel` on every worker (approximate while changing). */
@@ -138,7 +140,8 @@ typedef struct hub_room_member_s {
   hub_member_state_t state;
   int pending;               /* async steps in flight */
   bool released;
-  void *data;                /* the transport's */
+  int worker;                /* the worker of `client` (which may be gone once released) */
+  struct hub_join_s *join;   /* while joining */
 } hub_room_member_t;
 
 /* Room errors, as negative numbers for callbacks. */

@@ -147,6 +147,7 @@ void hub_room_create(hub_t *hub, uv_loop_t *loop, const char *name, size_t name_
 hub_room_member_t *hub_room_member_new(hub_client_t *client, const char *user_id) {
   hub_room_member_t *m = tt_calloc(1, sizeof(*m));
   m->client = client;
+  m->worker = client->worker;
   snprintf(m->user_id, sizeof(m->user_id), "%s", user_id);
   snprintf(m->skip, sizeof(m->skip), "relay:%s", m->user_id);
   snprintf(m->echo, sizeof(m->echo), "echo:%s", m->user_id);
@@ -166,7 +167,7 @@ static void hub__member_maybe_free(hub_room_member_t *m) {
   free(m);
 }
 
-static hub_worker_t *hub__hw(hub_t *hub, hub_room_member_t *m) { return &hub->workers[m->client->worker]; }
+static hub_worker_t *hub__hw(hub_t *hub, hub_room_member_t *m) { return &hub->workers[m->worker]; }
 static uv_loop_t *hub__loop(hub_t *hub, hub_room_member_t *m) { return hub__hw(hub, m)->wakeup.loop; }
 
 static void hub__publish_ignore(void *ctx, int status, const engine_pos_t *pos) {
@@ -192,15 +193,23 @@ typedef struct hub_join_s {
   void *ctx;
   int max;
   int subs_waiting;
+  int subs_status;         /* the first failure among the two subscriptions */
+  bool subscribing;        /* the two subscriptions are registered */
   tt_str_t participants;
 } hub_join_t;
 
+/* Ends a join. The callback always runs (so the transport can free its
+ * context); after a release it gets HUB_ROOM_UNAVAILABLE and must not touch
+ * the member. */
 static void hub__join_done(hub_join_t *j, int status) {
   hub_room_member_t *m = j->m;
+  m->join = NULL;
+  if (m->released && status == 0) {
+    hub_room_leave(j->hub, m);
+    status = HUB_ROOM_UNAVAILABLE;
+  }
   if (status != 0 && m->state == HUB_MEMBER_JOINING) m->state = HUB_MEMBER_LEFT;
-  /* still pending during the callback, which may release the member */
-  if (!m->released) j->cb(j->ctx, m, status, status == 0 ? j->participants.data : NULL);
-  else if (status == 0) hub_room_leave(j->hub, m);
+  j->cb(j->ctx, m, status, status == 0 ? j->participants.data : NULL);
   m->pending--;
   tt_str_free(&j->participants);
   free(j);
@@ -211,8 +220,9 @@ static void hub__join_subscribed(void *ctx, hub_sub_t *sub, const engine_history
   hub_join_t *j = ctx;
   hub_room_member_t *m = j->m;
   hub_sub_live(j->hub, sub, &h->top);
+  if (h->status != 0 && j->subs_status == 0) j->subs_status = h->status;
   if (--j->subs_waiting > 0) return;
-  if (h->status != 0) {
+  if (j->subs_status != 0) {
     /* the engine went away meanwhile */
     hub_unsubscribe(j->hub, &m->events);
     hub_unsubscribe(j->hub, &m->ctl);
@@ -262,6 +272,7 @@ static void hub__join_members(void *ctx, int status, const engine_member_t *memb
                       (uint64_t)(j->hub->rooms.presence_ttl * 1000));
   e->vt->record_touch(e, hub__loop(j->hub, m), ch, hub__ttl(j->hub));
   j->subs_waiting = 2;
+  j->subscribing = true;
   char ctl[64];
   snprintf(ctl, sizeof(ctl), "roomctl:%s", m->code);
   hub_subscribe(j->hub, m->client, &m->events, ch, strlen(ch), NULL, hub__join_subscribed, j);
@@ -278,6 +289,10 @@ static int hub__record_max(const char *record, int dflt) {
 
 static void hub__join_record(void *ctx, int status, const char *record) {
   hub_join_t *j = ctx;
+  if (j->m->released) {
+    hub__join_done(j, HUB_ROOM_UNAVAILABLE);
+    return;
+  }
   if (status != 0) {
     hub__join_done(j, status == -ENOENT ? HUB_ROOM_NOT_FOUND : HUB_ROOM_UNAVAILABLE);
     return;
@@ -306,6 +321,7 @@ void hub_room_join(hub_t *hub, hub_room_member_t *m, const char *code, tt_json_s
   j->m = m;
   j->cb = cb;
   j->ctx = ctx;
+  m->join = j;
   m->pending++;
   char ch[64];
   hub_room_channel(code, strlen(code), ch, sizeof(ch));
@@ -333,8 +349,16 @@ void hub_room_leave(hub_t *hub, hub_room_member_t *m) {
 }
 
 void hub_room_member_release(hub_t *hub, hub_room_member_t *m) {
-  hub_room_leave(hub, m);
   m->released = true;
+  hub_room_leave(hub, m);
+  if (m->state == HUB_MEMBER_JOINING && m->join != NULL && m->join->subscribing) {
+    /* The subscriptions point at a client that is going away: drop them;
+     * their answers will not come, so the join ends here. */
+    hub_unsubscribe(hub, &m->events);
+    hub_unsubscribe(hub, &m->ctl);
+    hub__join_done(m->join, HUB_ROOM_UNAVAILABLE); /* may free m */
+    return;
+  }
   hub__member_maybe_free(m);
 }
 

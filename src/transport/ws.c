@@ -78,6 +78,7 @@ typedef struct ws_replay_s {
   size_t count, next;
   double speed;
   uint64_t start_ms;       /* loop time of the first event */
+  uint64_t t0;             /* server time of the first event */
   char code[HUB_ROOM_CODE_MAX + 1];
 } ws_replay_t;
 
@@ -140,7 +141,11 @@ static int ws__deflate(const char *data, size_t len, tt_str_t *out) {
 static int ws__inflate(ws_client_t *cl, const char *data, size_t len, tt_str_t *out, size_t max) {
   if (cl->inflater == NULL) {
     cl->inflater = tt_calloc(1, sizeof(z_stream));
-    if (inflateInit2(cl->inflater, -15) != Z_OK) return -ENOMEM;
+    if (inflateInit2(cl->inflater, -15) != Z_OK) {
+      free(cl->inflater);
+      cl->inflater = NULL;
+      return -ENOMEM;
+    }
   }
   z_stream *z = cl->inflater;
   if (cl->inflate_ended) {
@@ -616,6 +621,8 @@ static int ws__user(ws_client_t *cl, const char *user, size_t len, ws_user_t *u,
   return 0;
 }
 
+/* With the connection closing, the member was already released: only the
+ * context is freed. */
 static void ws__on_joined(void *ctx, hub_room_member_t *m, int status, const char *participants) {
   ws_pending_t *q = ctx;
   ws_client_t *cl = q->client;
@@ -716,7 +723,7 @@ static void ws__on_replay_tick(uv_timer_t *t) {
     return;
   }
   uint64_t now = uv_now(t->loop);
-  uint64_t t0 = rp->msgs[0]->time_ms;
+  uint64_t t0 = rp->t0; /* msgs[0] is released once sent */
   while (rp->next < rp->count) {
     tt_msg_t *m = rp->msgs[rp->next];
     uint64_t due = rp->start_ms + (uint64_t)((double)(m->time_ms - t0) / rp->speed);
@@ -760,6 +767,7 @@ static void ws__replay_start(ws_client_t *cl, const char *code, double speed, tt
   rp->speed = speed;
   snprintf(rp->code, sizeof(rp->code), "%s", code);
   rp->count = count;
+  rp->t0 = count ? msgs[0]->time_ms : 0;
   if (count) rp->msgs = tt_malloc(count * sizeof(*rp->msgs));
   for (size_t i = 0; i < count; i++) rp->msgs[i] = tt_msg_ref(msgs[i]);
   uv_loop_t *loop = &net_conn_worker(cl->conn)->loop;
