@@ -194,7 +194,7 @@ typedef struct hub_join_s {
   int max;
   int subs_waiting;
   int subs_status;         /* the first failure among the two subscriptions */
-  bool subscribing;        /* the two subscriptions are registered */
+  bool subscribing;        /* presence set, the two subscriptions registered */
   tt_str_t participants;
 } hub_join_t;
 
@@ -208,7 +208,14 @@ static void hub__join_done(hub_join_t *j, int status) {
     hub_room_leave(j->hub, m);
     status = HUB_ROOM_UNAVAILABLE;
   }
-  if (status != 0 && m->state == HUB_MEMBER_JOINING) m->state = HUB_MEMBER_LEFT;
+  if (status != 0 && m->state == HUB_MEMBER_JOINING) {
+    m->state = HUB_MEMBER_LEFT;
+    if (j->subscribing) { /* it was listed as present: undo */
+      char ch[64];
+      hub_room_channel(m->code, strlen(m->code), ch, sizeof(ch));
+      j->hub->engine->vt->presence_remove(j->hub->engine, hub__loop(j->hub, m), ch, strlen(ch), m->user_id);
+    }
+  }
   j->cb(j->ctx, m, status, status == 0 ? j->participants.data : NULL);
   m->pending--;
   tt_str_free(&j->participants);
