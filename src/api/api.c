@@ -225,8 +225,8 @@ static void api__health(net_conn_t *c) {
                  "},\"channels\":%zu,\"subscriptions\":%" PRIu64 ",\"messages\":{\"published\":%" PRIu64
                  ",\"delivered\":%" PRIu64 "},\"slow_consumers_dropped\":%" PRIu64 ",\"rss_bytes\":%" PRIu64 "}",
                  status, TUTTI_VERSION, (double)(tt_now_ms() - api.started_ms) / 1000.0, api.workers, e->vt->name,
-                 engine_state, net_server_connections(api.server), obs_get(OBS_SSE_OPENED) - obs_get(OBS_SSE_CLOSED),
-                 obs_get(OBS_WS_OPENED) - obs_get(OBS_WS_CLOSED), e->vt->channel_count(e), hub_subscriptions(api.hub),
+                 engine_state, net_server_connections(api.server), obs_open(OBS_SSE_OPENED, OBS_SSE_CLOSED),
+                 obs_open(OBS_WS_OPENED, OBS_WS_CLOSED), e->vt->channel_count(e), hub_subscriptions(api.hub),
                  obs_get(OBS_PUBLISHED), obs_get(OBS_DELIVERED), obs_get(OBS_SLOW_CONSUMERS), obs_rss_bytes());
   api__json(c, draining || !up ? 503 : 200, &b);
   tt_str_free(&b);

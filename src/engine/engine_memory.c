@@ -72,8 +72,8 @@ static mem_channel_t *mem__get(mem_engine_t *me, mem_shard_t *sh, const char *na
   ch->entry.key_len = len;
   ch->entry.hash = hash;
   tt_random_token(ch->epoch, TT_EPOCH_LEN);
-  bool lng = me->opts.long_prefix != NULL && strncmp(name, me->opts.long_prefix, strlen(me->opts.long_prefix)) == 0 &&
-             len >= strlen(me->opts.long_prefix);
+  bool lng = me->opts.long_prefix != NULL && len >= strlen(me->opts.long_prefix) &&
+             memcmp(name, me->opts.long_prefix, strlen(me->opts.long_prefix)) == 0;
   ch->cap = lng ? me->opts.long_history_size : me->opts.history_size;
   ch->ttl_ms = lng ? me->opts.long_history_ttl_ms : me->opts.history_ttl_ms;
   ch->ring = ch->cap ? tt_calloc(ch->cap, sizeof(*ch->ring)) : NULL;

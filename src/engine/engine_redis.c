@@ -33,6 +33,8 @@ extern const size_t tutti_lua_source_len;
 #define RDS_MAX_NODES 64
 #define RDS_PRESENCE_FN "tutti_presence"
 #define RDS_LEASE_MS 3000
+#define RDS_MAX_HELD 65536  /* pushes held per channel while its refill is pending */
+#define RDS_KEY_MAX 600
 
 typedef struct rds_engine_s rds_engine_t;
 
@@ -166,6 +168,7 @@ static void rds__complete(rds_req_t *r, int status);
 static void rds__run(rds_engine_t *e, rds_req_t *r);
 static void rds__subscribe(rds_engine_t *e, rds_watch_t *w);
 static void rds__resubscribe(rds_engine_t *e);
+static rds_watch_t *rds__watch_get(rds_engine_t *e, const char *name, size_t len);
 static void rds__update_state(rds_engine_t *e);
 static void rds__topology(rds_engine_t *e);
 
@@ -525,6 +528,10 @@ static void rds__on_history(void *ctx, redisReply *reply) {
     r->msgs[i] = m;
   }
   r->hist.count = n;
+  /* A watched channel that has had no push yet starts its "last handed out"
+   * here, so a reconnection refills from this position too. */
+  rds_watch_t *w = rds__watch_get(r->e, r->channel, r->clen);
+  if (w != NULL && w->last.epoch[0] == '\0') w->last = r->hist.top;
   rds__complete(r, 0);
 }
 
@@ -766,9 +773,10 @@ static void rds__on_refill(void *ctx, redisReply *reply) {
   if (w != NULL && w->gen == sc->gen) {
     w->refill_sent = false;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 4 || (reply->elements - 4) % 4 != 0) {
-      /* not read (the connection dropped): keep holding, read when ready again */
+      /* not read: keep holding; read again when the functions are loaded
+       * again (connection lost) or on the next tick (an error reply) */
+      if (rds__is_moved(reply)) rds__topology(e);
       free(sc);
-      if (rds__node_ready(w->node)) rds__refill(e, w);
       return;
     }
     char epoch[TT_EPOCH_MAX + 1];
@@ -824,6 +832,18 @@ static void rds__on_subscribed(void *ctx, redisReply *reply) {
   bool current = w != NULL && w->gen == sc->gen;
   free(sc);
   if (!current || reply == NULL) return; /* unwatched, superseded, or the connection failed */
+  if (reply->type == REDIS_REPLY_ERROR) {
+    /* refused (an ACL, a moved slot): not subscribed; the tick tries again */
+    tt_log(TT_LOG_WARN, "redis.subscribe_failed", reply->str, "\"channel\":\"%s\"", w->name);
+    w->state = W_NONE;
+    while (!tt_list_empty(&w->waiting)) {
+      rds_req_t *h = tt_container_of(w->waiting.next, rds_req_t, link);
+      tt_list_remove(&h->link);
+      rds__complete(h, -EIO);
+    }
+    if (rds__is_moved(reply)) rds__topology(e);
+    return;
+  }
   w->state = W_ACTIVE;
   /* After a reconnection: read back what was published meanwhile, holding
    * new pushes until that is delivered. */
@@ -876,13 +896,16 @@ static void rds__bridge_message(rds_engine_t *e, rds_bridge_t *b, const char *da
   size_t clen = strlen(b->channel);
   rds_node_t *n = rds__node_for(e, b->channel, clen);
   if (!rds__node_ready(n)) return;
-  char lease[600], meta[300], stream[300], maxlen[32], ttl[32], meta_ttl[32];
+  char lease[RDS_KEY_MAX], meta[300], stream[300], maxlen[32], ttl[32], meta_ttl[32];
   size_t ll = (size_t)snprintf(lease, sizeof(lease), "tutti:{%s}:lease:%s", b->channel, b->redis_channel);
   size_t lm, ls;
   rds__key(meta, sizeof(meta), b->channel, clen, ":m", &lm);
   rds__key(stream, sizeof(stream), b->channel, clen, ":s", &ls);
-  size_t lmax = (size_t)snprintf(maxlen, sizeof(maxlen), "%zu", e->opts.history_size);
-  size_t lttl = (size_t)snprintf(ttl, sizeof(ttl), "%" PRIu64, e->opts.history_ttl_ms);
+  size_t hsize;
+  uint64_t httl;
+  rds__bounds(e, b->channel, clen, &hsize, &httl);
+  size_t lmax = (size_t)snprintf(maxlen, sizeof(maxlen), "%zu", hsize);
+  size_t lttl = (size_t)snprintf(ttl, sizeof(ttl), "%" PRIu64, httl);
   size_t lmt = (size_t)snprintf(meta_ttl, sizeof(meta_ttl), "%" PRIu64, e->opts.redis_meta_ttl_ms);
   const char *argv[] = {"FCALL", "tutti_relay", "3", lease, meta, stream, e->node_id, b->channel, "message", data,
                         maxlen, ttl, meta_ttl, e->cluster ? "1" : "0"};
@@ -896,7 +919,13 @@ static void rds__on_push(redis_conn_t *c, redisReply *p) {
   const char *kind = p->element[0]->str;
   if (strcasecmp(kind, "message") != 0 && strcasecmp(kind, "smessage") != 0) {
     if (strcasecmp(kind, "sunsubscribe") == 0 && p->element[1]->type == REDIS_REPLY_STRING) {
-      /* the slot moved: find where it went and subscribe there */
+      /* the slot moved: find where it went and subscribe there (the tick
+       * retries if the topology has not caught up yet) */
+      redisReply *t = p->element[1];
+      if (t->len > 8 && memcmp(t->str, "tutti:{", 7) == 0) {
+        rds_watch_t *w = rds__watch_get(e, t->str + 7, t->len - 8);
+        if (w != NULL) w->state = W_NONE;
+      }
       rds__topology(e);
     }
     return;
@@ -930,6 +959,11 @@ static void rds__on_push(redis_conn_t *c, redisReply *p) {
   tt_msg_t *m = tt_msg_new(name, nl, f[2], fl[2], q, (size_t)(end - q), epoch, strtoull(f[1], NULL, 10));
   m->time_ms = strtoull(f[3], NULL, 10);
   if (w->filling) {
+    if (w->nheld >= RDS_MAX_HELD) {
+      /* the refill will read these from the stream anyway: keep memory bounded */
+      tt_msg_unref(m);
+      return;
+    }
     if (w->nheld == w->capheld) {
       w->capheld = w->capheld ? w->capheld * 2 : 8;
       w->held = tt_realloc(w->held, w->capheld * sizeof(*w->held));
@@ -947,7 +981,9 @@ static void rds__on_loaded(void *ctx, redisReply *r) {
   rds_node_t *n = ctx;
   if (r == NULL) return;
   if (r->type == REDIS_REPLY_ERROR) {
+    /* e.g. -OOM or -LOADING: try again on a fresh connection, after the backoff */
     tt_log(TT_LOG_ERROR, "redis.function_load_failed", r->str, "\"host\":\"%s\",\"port\":%d", n->host, n->port);
+    redis_conn_reset(&n->cmd, "FUNCTION LOAD failed");
     return;
   }
   n->loaded = true;
@@ -1038,6 +1074,12 @@ static void rds__on_slots(void *ctx, redisReply *r) {
   rds_engine_t *e = ctx;
   if (r == NULL) return;
   if (r->type == REDIS_REPLY_ERROR) {
+    if (strstr(r->str, "cluster support disabled") == NULL) {
+      /* not an answer about the topology (-LOADING, an ACL...): ask again */
+      tt_log(TT_LOG_WARN, "redis.cluster_slots_failed", r->str, NULL);
+      if (e->nnodes > 0) redis_conn_reset(&e->nodes[0]->cmd, "CLUSTER SLOTS failed");
+      return;
+    }
     e->cluster = false;
     e->topology_known = true;
     rds__resubscribe(e);
@@ -1097,10 +1139,17 @@ static void rds__on_lease(void *ctx, redisReply *r) {
 
 static void rds__on_tick(uv_timer_t *t) {
   rds_engine_t *e = tt_container_of(t, rds_engine_t, tick);
+  /* subscriptions refused and refills that failed are tried again here, once a second */
+  if (e->topology_known) rds__resubscribe(e);
+  for (size_t b = 0; b <= e->watches.mask; b++)
+    for (tt_map_entry_t *ent = e->watches.buckets[b]; ent; ent = ent->next) {
+      rds_watch_t *w = tt_container_of(ent, rds_watch_t, entry);
+      if (w->filling && !w->refill_sent && w->state == W_ACTIVE) rds__refill(e, w);
+    }
   for (int i = 0; i < e->nbridges; i++) {
     rds_bridge_t *b = &e->bridges[i];
-    char key[300], ttl[32];
-    int kl = snprintf(key, sizeof(key), "tutti:{%s}:lease:%s", b->channel, b->redis_channel);
+    char key[RDS_KEY_MAX], ttl[32];
+    int kl = snprintf(key, sizeof(key), "tutti:{%s}:lease:%s", b->channel, b->redis_channel); /* fits: checked at parse */
     int tl = snprintf(ttl, sizeof(ttl), "%d", RDS_LEASE_MS);
     rds_node_t *n = rds__node_for(e, b->channel, strlen(b->channel));
     const char *argv[] = {"FCALL", "tutti_lease", "1", key, e->node_id, ttl};
@@ -1262,7 +1311,7 @@ static int rds__parse_bridges(rds_engine_t *e, const char *spec) {
     if (*p == '\0') break;
     const char *end = p + strcspn(p, ",");
     const char *eq = memchr(p, '=', (size_t)(end - p));
-    if (eq == NULL || eq == p || eq + 1 == end) return -EINVAL;
+    if (eq == NULL || eq == p || eq + 1 == end || eq - p > 200) return -EINVAL;
     if (!tt_channel_valid(eq + 1, (size_t)(end - eq - 1))) return -EINVAL;
     e->bridges = tt_realloc(e->bridges, (size_t)(e->nbridges + 1) * sizeof(*e->bridges));
     e->bridges[e->nbridges].redis_channel = tt_strndup(p, (size_t)(eq - p));

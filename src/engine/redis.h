@@ -58,6 +58,8 @@ struct redis_conn_s {
 void redis_conn_init(redis_conn_t *c, uv_loop_t *loop, const char *host, int port, int db, bool subscriber,
                      const redis_conn_hooks_t *hooks);
 void redis_conn_start(redis_conn_t *c);
+/* Drops the connection (failing what waits) and reconnects after the backoff. */
+void redis_conn_reset(redis_conn_t *c, const char *why);
 /* Fails what waits and closes; `done` runs once the handles are closed. */
 void redis_conn_stop(redis_conn_t *c, void (*done)(redis_conn_t *c));
 /*

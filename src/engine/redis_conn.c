@@ -230,6 +230,8 @@ void redis_conn_init(redis_conn_t *c, uv_loop_t *loop, const char *host, int por
 
 void redis_conn_start(redis_conn_t *c) { redis__connect(c); }
 
+void redis_conn_reset(redis_conn_t *c, const char *why) { redis__drop(c, why); }
+
 static void redis__on_retry_closed(uv_handle_t *h) {
   redis_conn_t *c = tt_container_of((uv_timer_t *)h, redis_conn_t, retry);
   if (c->stop_done) c->stop_done(c);

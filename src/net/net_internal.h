@@ -31,6 +31,7 @@ struct net_conn_s {
 
   /* The request being read. */
   uint64_t req_start_ms;   /* first byte of the current request; 0: idle */
+  uint64_t idle_since_ms;  /* accepted, or the last request dispatched */
   size_t head_len;         /* 0 until the head is complete */
   int64_t content_length;  /* -1: none */
   bool chunked;

@@ -537,6 +537,7 @@ static ssize_t net__one_request(net_conn_t *c, const char *data, size_t len) {
   /* Dispatch. */
   c->head_len = 0;
   c->req_start_ms = 0;
+  c->idle_since_ms = uv_now(&c->worker->pub.loop);
   const char *q = memchr(req.head.target, '?', req.head.target_len);
   req.path = req.head.target;
   req.path_len = q ? (size_t)(q - req.head.target) : req.head.target_len;
@@ -667,6 +668,7 @@ static void net__on_connection(uv_stream_t *listener, int status) {
   c->q = c->q_small;
   c->q_cap = TT_ARRAY_SIZE(c->q_small);
   c->content_length = -1;
+  c->idle_since_ms = c->opened_ms;
   tt_list_init(&c->pending_link);
   tt_list_insert_tail(&w->conns, &c->link);
   w->conn_count++;
@@ -687,6 +689,9 @@ static void net__on_sweep(uv_timer_t *t) {
     net_conn_t *c = tt_container_of(n, net_conn_t, link);
     if ((c->shut || c->close_after_flush) && c->linger_until_ms && now >= c->linger_until_ms) {
       net_conn_close(c);
+    } else if (c->mode == NET_CONN_HTTP && !c->deferred && !c->close_after_flush && c->req_start_ms == 0 &&
+               c->in_len == 0 && c->q_count == 0 && c->idle_since_ms + header_ms <= now) {
+      net_conn_close(c); /* silent, or idle between keep-alive requests */
     } else if (c->mode == NET_CONN_HTTP && !c->deferred && !c->close_after_flush &&
                c->req_start_ms != 0 && c->req_start_ms + header_ms <= now) {
       tt_log(TT_LOG_INFO, "http.timeout", "request not complete in time", "\"conn\":%llu",
@@ -740,10 +745,13 @@ static void net__on_wakeup(uv_async_t *a) {
 static void net__worker_main(void *arg) {
   net_worker_impl_t *w = arg;
   uv_run(&w->pub.loop, UV_RUN_DEFAULT);
-  /* Drained or out of time: close what is left, then every handle. */
+  /* Drained or out of time: close what is left, then every handle. No more
+   * drain checks: they would stop the loop before the close callbacks ran. */
+  w->draining = false;
   while (!tt_list_empty(&w->conns)) net_conn_close(tt_container_of(w->conns.next, net_conn_t, link));
   uv_walk(&w->pub.loop, net__close_handle, NULL);
-  uv_run(&w->pub.loop, UV_RUN_DEFAULT);
+  while (uv_run(&w->pub.loop, UV_RUN_DEFAULT) != 0) {
+  }
 }
 
 void net_server_shutdown(net_server_t *s) {
@@ -883,7 +891,7 @@ void net_server_free(net_server_t *s) {
       uv_walk(&w->pub.loop, net__close_handle, NULL);
       uv_run(&w->pub.loop, UV_RUN_DEFAULT);
     }
-    uv_loop_close(&w->pub.loop);
+    if (uv_loop_close(&w->pub.loop) != 0) tt_log(TT_LOG_ERROR, "net.loop_busy", "a worker loop still had handles", NULL);
     free(w);
   }
   free(s->workers);

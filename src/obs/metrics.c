@@ -78,6 +78,12 @@ uint64_t obs_get(obs_counter_t c) {
   return sum;
 }
 
+uint64_t obs_open(obs_counter_t opened, obs_counter_t closed) {
+  uint64_t c = obs_get(closed); /* first: a connection counted closed is counted opened */
+  uint64_t o = obs_get(opened);
+  return o > c ? o - c : 0;
+}
+
 static void obs__hist_sum(obs_hist_t h, uint64_t *buckets, double *sum) {
   size_t n = atomic_load(&obs_nblocks);
   *sum = 0;
@@ -125,7 +131,7 @@ static void obs__histogram(tt_str_t *out, obs_hist_t h, const char *name, const 
 }
 
 void obs_render_prometheus(tt_str_t *out, const obs_gauges_t *g) {
-  uint64_t open_sse = obs_get(OBS_SSE_OPENED) - obs_get(OBS_SSE_CLOSED);
+  uint64_t open_sse = obs_open(OBS_SSE_OPENED, OBS_SSE_CLOSED);
 
   /* The buoy service's names. Two of them break Prometheus naming rules (a
    * gauge named _total, a unit abbreviated as ms), so they can be turned off;
@@ -159,7 +165,7 @@ void obs_render_prometheus(tt_str_t *out, const obs_gauges_t *g) {
                g->bridge_invalid);
   obs__gauge(out, "tutti_sse_connections", "Open SSE connections", (double)open_sse);
   obs__gauge(out, "tutti_ws_connections", "Open WebSocket connections",
-             (double)(obs_get(OBS_WS_OPENED) - obs_get(OBS_WS_CLOSED)));
+             (double)obs_open(OBS_WS_OPENED, OBS_WS_CLOSED));
   obs__counter(out, "tutti_ws_messages_received_total", "WebSocket messages received from clients",
                obs_get(OBS_WS_MESSAGES_RECEIVED));
   obs__counter(out, "tutti_ws_messages_sent_total", "Published messages queued to WebSocket clients",

@@ -42,6 +42,8 @@ static inline void obs_inc(obs_counter_t c) { obs_add(c, 1); }
 void obs_observe(obs_hist_t h, double value);
 /* Sum over all threads. */
 uint64_t obs_get(obs_counter_t c);
+/* opened - closed, read so that it never wraps below zero. */
+uint64_t obs_open(obs_counter_t opened, obs_counter_t closed);
 
 /* Figures owned by other modules, read when /metrics is rendered. */
 typedef struct obs_gauges_s {

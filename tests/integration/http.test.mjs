@@ -347,6 +347,14 @@ test('--header-timeout 0.5: partial request line and a trickled header get 408 a
       d.destroy();
     }
 
+    // a connection that never sends a byte, and one idle after a keep-alive answer, are closed quietly
+    const silent = await connectRaw(s.port);
+    assert.ok(await silent.waitClosed(3000), 'a silent connection is closed after the header timeout');
+    const idle = await connectRaw(s.port);
+    idle.write(`GET /health HTTP/1.1\r\n${HOST}\r\n`);
+    assert.equal((await idle.readResponse({ timeoutMs: 3000 })).status, 200);
+    assert.ok(await idle.waitClosed(3000), 'an idle keep-alive connection is closed after the header timeout');
+
     // an SSE stream that stays open longer than the header timeout is fine
     const sub = await openSSE(s.url, '/sse/long');
     await sub.waitForCount('connected', 1);

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startRedis, startTuttiRedis } from '../lib/redis.mjs';
+import { startRedis, startTuttiRedis, redisCli } from '../lib/redis.mjs';
 import { openWS } from '../lib/ws.mjs';
 import { waitFor } from '../lib/harness.mjs';
 
@@ -84,4 +84,30 @@ test('a replay of several events, each released as it is sent', async () => {
   assert.deepEqual(b.of('replay:event').map((m) => m.json.payload.i), [0, 1, 2]);
   a.close(1000);
   b.close(1000);
+});
+
+test('a channel with no message yet loses nothing across a lost subscriber connection', async () => {
+  const ch = 'quiet:1';
+  const got = [];
+  const es = await new Promise((resolve) => {
+    const s = net.connect({ port: t.port, host: '127.0.0.1' }, () => {
+      s.write(`GET /sse/${ch} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    });
+    let buf = '';
+    s.on('data', (d) => {
+      buf += d;
+      for (const m of buf.matchAll(/id: [^:\n]+:(\d+)\nevent: message\n/g)) if (!got.includes(Number(m[1]))) got.push(Number(m[1]));
+      if (buf.includes('event: connected')) resolve(s);
+    });
+  });
+  // drop tutti's pub/sub connection, and publish like a worker before it is back
+  redisCli(redis.port, ['CLIENT', 'KILL', 'TYPE', 'pubsub']);
+  redisCli(redis.port, ['FCALL', 'tutti_publish', '2', `tutti:{${ch}}:m`, `tutti:{${ch}}:s`, ch, 'message', '{"n":1}', '100', '300000', '604800000', '0']);
+  await waitFor(async () => {
+    const r = await fetch(`${t.url}/api/publish`, { method: 'POST', body: JSON.stringify({ channel: ch, data: { n: 2 } }) });
+    return r.status === 200;
+  }, 5000, 'a publish through tutti once the engine is back');
+  await waitFor(() => got.length >= 2, 5000, `both messages (got ${JSON.stringify(got)})`);
+  assert.deepEqual(got, [1, 2]);
+  es.destroy();
 });
