@@ -90,7 +90,6 @@ extern tt_log_level_t tt_log_level;
  */
 void tt_log(tt_log_level_t level, const char *event, const char *message, const char *context_fmt, ...)
     __attribute__((format(printf, 4, 5)));
-#define tt_log_enabled(level) ((level) >= tt_log_level)
 int tt_log_level_parse(const char *s, tt_log_level_t *out);
 
 /* ================================================================ ids */

@@ -147,7 +147,6 @@ typedef struct net_options_s {
  * net_server_start runs the threads. Returns 0 or a negative errno. */
 int net_server_new(const net_options_t *opts, net_server_t **out);
 int net_server_port(const net_server_t *s);
-int net_server_worker_count(const net_server_t *s);
 net_worker_t *net_server_worker(net_server_t *s, int id);
 int net_server_start(net_server_t *s);
 /* Thread-safe. Stops accepting, tells streams, drains for drain_timeout,

@@ -901,7 +901,6 @@ void net_server_free(net_server_t *s) {
 }
 
 int net_server_port(const net_server_t *s) { return s->port; }
-int net_server_worker_count(const net_server_t *s) { return s->nworkers; }
 net_worker_t *net_server_worker(net_server_t *s, int id) { return &s->workers[id]->pub; }
 uint64_t net_server_connections(const net_server_t *s) {
   int n = atomic_load(&s->conn_total);
