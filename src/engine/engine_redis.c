@@ -165,6 +165,7 @@ struct rds_engine_s {
 };
 
 static void rds__complete(rds_req_t *r, int status);
+static void rds__answer(rds_req_t *r);
 static void rds__run(rds_engine_t *e, rds_req_t *r);
 static void rds__subscribe(rds_engine_t *e, rds_watch_t *w);
 static void rds__resubscribe(rds_engine_t *e);
@@ -229,10 +230,46 @@ static rds_slot_t *rds__slot(rds_engine_t *e, uv_loop_t *loop) {
 }
 
 /* Engine thread: hands a finished request back to its caller's loop. */
+/* Runs a finished request's callback and frees it. */
+static void rds__answer(rds_req_t *r) {
+  if (r->cb != NULL) {
+    switch (r->kind) {
+      case RQ_PUBLISH:
+        ((engine_publish_cb)r->cb)(r->ctx, r->status, &r->pos);
+        break;
+      case RQ_HISTORY:
+        r->hist.status = r->status;
+        r->hist.msgs = r->msgs;
+        ((engine_history_cb)r->cb)(r->ctx, &r->hist);
+        break;
+      case RQ_INFO:
+        r->chinfo.status = r->status;
+        ((engine_info_cb)r->cb)(r->ctx, &r->chinfo);
+        break;
+      case RQ_PRESENCE_LIST:
+        ((engine_presence_cb)r->cb)(r->ctx, r->status, r->members, r->nmembers);
+        break;
+      case RQ_RECORD_CREATE:
+      case RQ_RECORD_GET:
+        ((engine_record_cb)r->cb)(r->ctx, r->status, r->record);
+        break;
+      default:
+        break;
+    }
+  }
+  rds__free_req(r);
+}
+
 static void rds__complete(rds_req_t *r, int status) {
   r->status = status;
+  if (r->e->destroying) {
+    /* The workers have stopped and this thread is the only one left: the
+     * callback runs here, so that its owner frees its context. */
+    rds__answer(r);
+    return;
+  }
   rds_slot_t *s = rds__slot(r->e, r->loop);
-  if (s == NULL || r->cb == NULL || r->e->destroying) {
+  if (s == NULL || r->cb == NULL) {
     rds__free_req(r);
     return;
   }
@@ -259,30 +296,7 @@ static void rds__on_answers(uv_async_t *a) {
   while (!tt_list_empty(&done)) {
     rds_req_t *r = tt_container_of(done.next, rds_req_t, link);
     tt_list_remove(&r->link);
-    switch (r->kind) {
-      case RQ_PUBLISH:
-        ((engine_publish_cb)r->cb)(r->ctx, r->status, &r->pos);
-        break;
-      case RQ_HISTORY:
-        r->hist.status = r->status;
-        r->hist.msgs = r->msgs;
-        ((engine_history_cb)r->cb)(r->ctx, &r->hist);
-        break;
-      case RQ_INFO:
-        r->chinfo.status = r->status;
-        ((engine_info_cb)r->cb)(r->ctx, &r->chinfo);
-        break;
-      case RQ_PRESENCE_LIST:
-        ((engine_presence_cb)r->cb)(r->ctx, r->status, r->members, r->nmembers);
-        break;
-      case RQ_RECORD_CREATE:
-      case RQ_RECORD_GET:
-        ((engine_record_cb)r->cb)(r->ctx, r->status, r->record);
-        break;
-      default:
-        break;
-    }
-    rds__free_req(r);
+    rds__answer(r);
   }
 }
 
@@ -1206,17 +1220,18 @@ static void rds_destroy(engine_t *base) {
   uv_walk(&e->loop, rds__close_walk, NULL);
   uv_run(&e->loop, UV_RUN_DEFAULT);
   uv_loop_close(&e->loop);
-  /* requests never run, answers never taken */
+  /* requests never run, answers never taken, history reads parked on a
+   * subscription: each callback runs once, cancelled */
   while (!tt_list_empty(&e->requests)) {
     rds_req_t *r = tt_container_of(e->requests.next, rds_req_t, link);
     tt_list_remove(&r->link);
-    rds__free_req(r);
+    rds__complete(r, -ECANCELED);
   }
   for (int i = 0; i < e->nslots; i++) {
     while (!tt_list_empty(&e->slots[i].done)) {
       rds_req_t *r = tt_container_of(e->slots[i].done.next, rds_req_t, link);
       tt_list_remove(&r->link);
-      rds__free_req(r);
+      rds__answer(r);
     }
     if (e->slots[i].loop) pthread_mutex_destroy(&e->slots[i].lock);
   }
@@ -1228,7 +1243,7 @@ static void rds_destroy(engine_t *base) {
       while (!tt_list_empty(&w->waiting)) {
         rds_req_t *r = tt_container_of(w->waiting.next, rds_req_t, link);
         tt_list_remove(&r->link);
-        rds__free_req(r);
+        rds__complete(r, -ECANCELED);
       }
       for (size_t i = 0; i < w->nheld; i++) tt_msg_unref(w->held[i]);
       free(w->held);
