@@ -9,14 +9,12 @@
 //   DEMO_SCREENSHOT=/tmp/demo.png         (optional: full-page screenshot at the end)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { chromium } from 'playwright-core';
 import { startTutti, publish, waitFor } from '../lib/harness.mjs';
+import { sleep, launchChromium, openPage, startProxy, screenshotFromEnv, closeAll, demoPageReaders } from '../lib/browser.mjs';
 
 const KEY = 'demo-test-key';
 const AUTH = { authorization: `Bearer ${KEY}` };
 const CHANNEL = `demo-test:browser/${process.pid}-${Date.now()}`; // ':' and '/' on purpose
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // --sse-retry: the `retry:` hint, so the browser reconnects quickly after a cut;
 // --drain-timeout: a quick restart in the server-restart test.
 const SERVER_ARGS = ['--heartbeat-interval', '0.3', '--api-key', KEY, '--sse-retry', '500', '--drain-timeout', '1'];
@@ -27,85 +25,18 @@ let browser;
 let page;
 const pageErrors = [];
 
-// A TCP proxy between Chromium and tutti. cut() resets every proxied connection;
-// block(true) makes it reset new connections at once (the server looks unreachable).
-// `target` can be changed to point at a restarted server.
-function startProxy(targetPort) {
-  const pairs = new Set();
-  let blocked = false;
-  const state = { target: targetPort };
-  const srv = net.createServer((client) => {
-    if (blocked) { client.resetAndDestroy(); return; }
-    const upstream = net.connect(state.target, '127.0.0.1');
-    const pair = { client, upstream };
-    pairs.add(pair);
-    const end = () => {
-      pairs.delete(pair);
-      if (!client.destroyed) client.destroy();
-      if (!upstream.destroyed) upstream.destroy();
-    };
-    client.on('error', end); upstream.on('error', end);
-    client.on('close', end); upstream.on('close', end);
-    client.pipe(upstream); upstream.pipe(client);
-  });
-  return new Promise((resolve, reject) => {
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve({
-      port: srv.address().port,
-      get open() { return pairs.size; },
-      set target(port) { state.target = port; },
-      cut() {
-        const n = pairs.size;
-        for (const { client, upstream } of [...pairs]) {
-          if (!client.destroyed) client.resetAndDestroy();
-          if (!upstream.destroyed) upstream.destroy();
-        }
-        return n;
-      },
-      block(on) { blocked = on; },
-      close() {
-        this.cut();
-        return new Promise((r) => srv.close(() => r()));
-      },
-    }));
-  });
-}
-
-const text = (sel) => page.locator(sel).textContent();
-const num = async (sel) => Number(await text(sel));
-const messages = () => page.$$eval('#log li[data-type="message"]', (lis) => lis.map((li) => ({
-  event: li.dataset.event,
-  id: li.dataset.id,
-  offset: Number(li.dataset.offset),
-  data: li.querySelector('.data').textContent,
-  recovered: li.classList.contains('recovered'),
-  duplicate: li.classList.contains('duplicate'),
-})));
+const { text, num, messages } = demoPageReaders(() => page);
 
 before(async () => {
   server = await startTutti(SERVER_ARGS);
   proxy = await startProxy(server.port);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
-  const res = await page.goto(`http://127.0.0.1:${proxy.port}/`);
-  assert.equal(res.status(), 200);
+  browser = await launchChromium();
+  page = await openPage(browser, `http://127.0.0.1:${proxy.port}/`, { errors: pageErrors });
 });
 
 after(async () => {
-  if (page && process.env.DEMO_SCREENSHOT) {
-    await page.screenshot({ path: process.env.DEMO_SCREENSHOT, fullPage: true }).catch(() => {});
-  }
-  await browser?.close().catch(() => {});
-  await proxy?.close().catch(() => {});
-  if (server) {
-    const code = await server.stop();
-    assert.equal(code, 0, 'tutti exit code\n' + server.stderr.slice(-4000));
-  }
+  if (page) await screenshotFromEnv(page, 'DEMO_SCREENSHOT', { ignoreErrors: true });
+  await closeAll({ browser, proxy, server });
 });
 
 test('page loads with the documented controls', { timeout: 10000 }, async () => {

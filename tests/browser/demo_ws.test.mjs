@@ -9,14 +9,12 @@
 //   DEMO_WS_SCREENSHOT=/tmp/demo-ws.png   (optional: full-page screenshot of the live page)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { chromium } from 'playwright-core';
 import { startTutti, publish, waitFor } from '../lib/harness.mjs';
+import { sleep, launchChromium, openPage, startProxy, screenshotFromEnv, closeAll, demoPageReaders } from '../lib/browser.mjs';
 
 // `demo:` channels accept publish messages from WebSocket clients (--client-publish demo:).
 const CHANNEL = `demo:ws-test/${process.pid}-${Date.now()}`;
 const SERVER_ARGS = ['--client-publish', 'demo:', '--drain-timeout', '1'];
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let server;
 let proxy;
@@ -24,81 +22,17 @@ let browser;
 let page;
 const pageErrors = [];
 
-// The same TCP proxy as demo.test.mjs: cut() resets every proxied connection; block(true)
-// resets new connections at once (the server looks unreachable).
-function startProxy(targetPort) {
-  const pairs = new Set();
-  let blocked = false;
-  const srv = net.createServer((client) => {
-    if (blocked) { client.resetAndDestroy(); return; }
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    const pair = { client, upstream };
-    pairs.add(pair);
-    const end = () => {
-      pairs.delete(pair);
-      if (!client.destroyed) client.destroy();
-      if (!upstream.destroyed) upstream.destroy();
-    };
-    client.on('error', end); upstream.on('error', end);
-    client.on('close', end); upstream.on('close', end);
-    client.pipe(upstream); upstream.pipe(client);
-  });
-  return new Promise((resolve, reject) => {
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve({
-      port: srv.address().port,
-      get open() { return pairs.size; },
-      cut() {
-        const n = pairs.size;
-        for (const { client, upstream } of [...pairs]) {
-          if (!client.destroyed) client.resetAndDestroy();
-          if (!upstream.destroyed) upstream.destroy();
-        }
-        return n;
-      },
-      block(on) { blocked = on; },
-      close() {
-        this.cut();
-        return new Promise((r) => srv.close(() => r()));
-      },
-    }));
-  });
-}
-
-const text = (sel) => page.locator(sel).textContent();
-const num = async (sel) => Number(await text(sel));
-const messages = () => page.$$eval('#log li[data-type="message"]', (lis) => lis.map((li) => ({
-  event: li.dataset.event,
-  id: li.dataset.id,
-  offset: Number(li.dataset.offset),
-  data: li.querySelector('.data').textContent,
-  recovered: li.classList.contains('recovered'),
-  duplicate: li.classList.contains('duplicate'),
-})));
+const { text, num, messages } = demoPageReaders(() => page);
 const seqOf = (m) => { try { return JSON.parse(m.data).seq; } catch { return undefined; } };
 
 before(async () => {
   server = await startTutti(SERVER_ARGS);
   proxy = await startProxy(server.port);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on('pageerror', (e) => pageErrors.push(String(e)));
-  const res = await page.goto(`http://127.0.0.1:${proxy.port}/`);
-  assert.equal(res.status(), 200);
+  browser = await launchChromium();
+  page = await openPage(browser, `http://127.0.0.1:${proxy.port}/`, { errors: pageErrors });
 });
 
-after(async () => {
-  await browser?.close().catch(() => {});
-  await proxy?.close().catch(() => {});
-  if (server) {
-    const code = await server.stop();
-    assert.equal(code, 0, 'tutti exit code\n' + server.stderr.slice(-4000));
-  }
-});
+after(() => closeAll({ browser, proxy, server }));
 
 test('transport switch: SSE by default, no clock over SSE', { timeout: 10000 }, async () => {
   for (const id of ['transport', 'welcome', 'rtt', 'clock-offset', 'publish-ws']) {
@@ -325,7 +259,7 @@ test('history expired while away: recovery_incomplete shown, held messages repla
 test('switching back to SSE resumes without duplicates; clock shows —', { timeout: 15000 }, async () => {
   if (process.env.DEMO_WS_SCREENSHOT) {
     await waitFor(async () => /Fastest of the last [3-8] pings/.test(await text('#clock-detail')), 6000, 'a few clock samples');
-    await page.screenshot({ path: process.env.DEMO_WS_SCREENSHOT, fullPage: true });
+    await screenshotFromEnv(page, 'DEMO_WS_SCREENSHOT');
   }
   const before = await num('#count-messages');
   await page.selectOption('#transport', 'sse');

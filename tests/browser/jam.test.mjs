@@ -8,12 +8,10 @@
 //   JAM_SCREENSHOT=/tmp/jam.png        (optional: screenshot of page A during the session)
 import { test, before, beforeEach, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { chromium } from 'playwright-core';
 import { startTutti, waitFor } from '../lib/harness.mjs';
+import { sleep, launchChromium, openPage, startProxy, screenshotFromEnv, closeAll } from '../lib/browser.mjs';
 
 const SERVER_ARGS = ['--drain-timeout', '1'];
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 let server;
 let proxy;
@@ -24,52 +22,7 @@ let code;
 let bobId;
 const pageErrors = [];
 
-// cut() resets every proxied connection; block(true) resets new ones at once.
-function startProxy(targetPort) {
-  const pairs = new Set();
-  let blocked = false;
-  const srv = net.createServer((client) => {
-    if (blocked) { client.resetAndDestroy(); return; }
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    const pair = { client, upstream };
-    pairs.add(pair);
-    const end = () => {
-      pairs.delete(pair);
-      if (!client.destroyed) client.destroy();
-      if (!upstream.destroyed) upstream.destroy();
-    };
-    client.on('error', end); upstream.on('error', end);
-    client.on('close', end); upstream.on('close', end);
-    client.pipe(upstream); upstream.pipe(client);
-  });
-  return new Promise((resolve, reject) => {
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve({
-      port: srv.address().port,
-      cut() {
-        const n = pairs.size;
-        for (const { client, upstream } of [...pairs]) {
-          if (!client.destroyed) client.resetAndDestroy();
-          if (!upstream.destroyed) upstream.destroy();
-        }
-        return n;
-      },
-      block(on) { blocked = on; },
-      close() {
-        this.cut();
-        return new Promise((r) => srv.close(() => r()));
-      },
-    }));
-  });
-}
-
-async function newPage(url, label) {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-  page.on('pageerror', (e) => pageErrors.push(`${label}: ${e}`));
-  const res = await page.goto(url);
-  assert.equal(res.status(), 200);
-  return page;
-}
+const newPage = (url, label) => openPage(browser, url, { errors: pageErrors, label, viewport: { width: 1280, height: 1000 } });
 // The server must still be running: a crash shows its report instead of a page timeout.
 function assertAlive() {
   const p = server.proc;
@@ -95,26 +48,14 @@ const watchLit = (page) => page.evaluate(() => {
 before(async () => {
   server = await startTutti(SERVER_ARGS);
   proxy = await startProxy(server.port);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required'],
-  });
+  browser = await launchChromium({ args: ['--autoplay-policy=no-user-gesture-required'] });
   pageA = await newPage(`http://127.0.0.1:${proxy.port}/jam.html`, 'A');
   pageB = await newPage(`${server.url}/jam.html`, 'B');
 });
 
 beforeEach(() => assertAlive());
 
-after(async () => {
-  await browser?.close().catch(() => {});
-  await proxy?.close().catch(() => {});
-  if (server) {
-    const exit = await server.stop();
-    assert.equal(exit, 0, 'tutti exit code\n' + server.stderr.slice(-4000));
-  }
-});
+after(() => closeAll({ browser, proxy, server }));
 
 test('the page has its controls, pads and keys', { timeout: 10000 }, async () => {
   for (const id of ['name', 'instrument', 'create', 'room-code', 'join', 'leave', 'code-display', 'participants', 'rtt', 'clock-offset', 'latency', 'log']) {
@@ -284,7 +225,7 @@ test('A\'s connection is cut: it reconnects, rejoins, and shows the missed seqs 
       }
     })();
     await pageA.waitForSelector('button.key[data-note="F#4"].lit', { timeout: 3000 });
-    await pageA.screenshot({ path: process.env.JAM_SCREENSHOT, fullPage: true });
+    await screenshotFromEnv(pageA, 'JAM_SCREENSHOT');
     playing = false;
     await bob;
   }
