@@ -70,13 +70,14 @@ bench_init
 JAMBENCH_BIN=${JAMBENCH_BIN:-${JAMBENCH:-}}
 if [ -z "$JAMBENCH_BIN" ]; then
   for c in "$(dirname "$TUTTI_BIN")/jambench" "$(dirname "$TUTTI_BIN")/tools/jambench"; do
-    if [ -x "$c" ] && [ ! "$root/tools/jambench.c" -nt "$c" ]; then JAMBENCH_BIN=$c; break; fi
+    if [ -x "$c" ] && [ ! "$root/tools/jambench.c" -nt "$c" ] && [ ! "$root/tools/benchlib.c" -nt "$c" ] \
+      && [ ! "$root/tools/benchlib.h" -nt "$c" ]; then JAMBENCH_BIN=$c; break; fi
   done
 fi
 if [ -z "$JAMBENCH_BIN" ]; then
   JAMBENCH_BIN=$tmp/jambench
   cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o "$JAMBENCH_BIN" \
-    "$root/tools/jambench.c" -lm
+    "$root/tools/jambench.c" "$root/tools/benchlib.c" -lm -lz
 fi
 
 failures=0

@@ -51,13 +51,14 @@ bench_init() {
   if [ -z "$SSEBENCH_BIN" ]; then
     local c
     for c in "$(dirname "$TUTTI_BIN")/ssebench" "$(dirname "$TUTTI_BIN")/tools/ssebench"; do
-      if [ -x "$c" ] && [ ! "$root/tools/ssebench.c" -nt "$c" ]; then SSEBENCH_BIN=$c; break; fi
+      if [ -x "$c" ] && [ ! "$root/tools/ssebench.c" -nt "$c" ] && [ ! "$root/tools/benchlib.c" -nt "$c" ] \
+        && [ ! "$root/tools/benchlib.h" -nt "$c" ]; then SSEBENCH_BIN=$c; break; fi
     done
   fi
   if [ -z "$SSEBENCH_BIN" ]; then
     SSEBENCH_BIN=$tmp/ssebench
     cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o "$SSEBENCH_BIN" \
-      "$root/tools/ssebench.c" -lz
+      "$root/tools/ssebench.c" "$root/tools/benchlib.c" -lz -lm
   fi
 
   # Pinning: when taskset and 2+ CPUs exist.

@@ -1,7 +1,8 @@
 /*
  * jambench: jam-session (room) relay benchmark for tutti.
  *
- * One file, one thread, one epoll loop, libc only (built like ssebench). It
+ * One program (plus the helpers of benchlib.c), one thread, one epoll loop, libc only
+ * (built like ssebench). It
  *   1. opens R x P WebSockets to GET /ws on a loopback server (non-blocking connects, at
  *      most JAMB_CONNECT_INFLIGHT handshakes at a time; a random Sec-WebSocket-Key, the
  *      101 and Sec-WebSocket-Accept checked, permessage-deflate never offered) and waits
@@ -43,12 +44,11 @@
  * message and no early close; 1 when the run completed but is not clean; 2 on a usage or
  * setup error (the table is still printed when the connect or join phase fails).
  *
- * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o jambench jambench.c
+ * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o jambench jambench.c benchlib.c
  * Only loopback addresses (127.0.0.0/8) are accepted as targets.
  */
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -56,18 +56,19 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "benchlib.h"
+
+const char bench_prog[] = "jambench"; /* named by bench_die */
 
 /* ------------------------------------------------------------------------------------
  * Limits and constants
@@ -86,398 +87,13 @@
 #define JAMB_TAG_CONN 1u
 #define JAMB_TAG_TIMER 2u
 
-#define JAMB_NS 1000000000ull
-
-#define JAMB_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
 /* ------------------------------------------------------------------------------------
- * Small utilities: time, fatal errors, growable buffers, JSON field lookups
+ * Small utilities
  * ---------------------------------------------------------------------------------- */
-
-/* Monotonic time in ns; the same clock the payload timestamps use. */
-static uint64_t jamb_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * JAMB_NS + (uint64_t)ts.tv_nsec;
-}
-
-/* Prints "jambench: msg" to stderr and exits with status 2 (setup error). */
-static void jamb_die(const char *fmt, ...) {
-  va_list ap;
-  fputs("jambench: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  exit(2);
-}
-
-static void *jamb_xrealloc(void *p, size_t n) {
-  void *q = realloc(p, n ? n : 1);
-  if (q == NULL)
-    jamb_die("out of memory (%zu bytes)", n);
-  return q;
-}
-
-static void *jamb_xcalloc(size_t count, size_t size) {
-  void *p = calloc(count ? count : 1, size ? size : 1);
-  if (p == NULL)
-    jamb_die("out of memory (%zu x %zu bytes)", count, size);
-  return p;
-}
-
-/* A growable byte buffer. `p` is owned by the buffer and may move on every append. */
-typedef struct jamb_buf_s {
-  char *p;
-  size_t len;
-  size_t cap;
-} jamb_buf_t;
-
-/* Makes room for at least `extra` more bytes. */
-static void jamb_buf_reserve(jamb_buf_t *b, size_t extra) {
-  if (b->len + extra <= b->cap)
-    return;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < b->len + extra)
-    cap *= 2;
-  b->p = jamb_xrealloc(b->p, cap);
-  b->cap = cap;
-}
-
-/* Appends n bytes; returns 0, or -ENOSPC when the result would exceed max bytes
- * (the buffer is then unchanged). */
-static int jamb_buf_append(jamb_buf_t *b, const char *src, size_t n, size_t max) {
-  if (b->len + n > max)
-    return -ENOSPC;
-  jamb_buf_reserve(b, n);
-  memcpy(b->p + b->len, src, n);
-  b->len += n;
-  return 0;
-}
-
-/* Drops the first n bytes, keeping the rest at the front. */
-static void jamb_buf_consume(jamb_buf_t *b, size_t n) {
-  memmove(b->p, b->p + n, b->len - n);
-  b->len -= n;
-}
-
-static void jamb_buf_free(jamb_buf_t *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
-
-/* Writes `"key"` (keys of at most 29 bytes) to pat; returns its length. */
-static int jamb_json_key(char pat[32], const char *key) {
-  size_t kl = strnlen(key, 29);
-  pat[0] = '"';
-  memcpy(pat + 1, key, kl);
-  pat[kl + 1] = '"';
-  return (int)kl + 2;
-}
-
-/* Finds `"key":` in [p, p+n) and parses the unsigned integer after it (spaces allowed
- * around the colon). Occurrences not followed by a colon and a number are skipped.
- * Returns 0, or -ENOENT when absent. */
-static int jamb_json_u64(const char *p, size_t n, const char *key, uint64_t *out) {
-  char pat[32];
-  int plen = jamb_json_key(pat, key);
-  const char *end = p + n, *from = p;
-  while (from < end) {
-    const char *at = memmem(from, (size_t)(end - from), pat, (size_t)plen);
-    if (at == NULL)
-      return -ENOENT;
-    from = at + 1;
-    at += plen;
-    while (at < end && (*at == ' ' || *at == '\t'))
-      at++;
-    if (at == end || *at != ':')
-      continue;
-    at++;
-    while (at < end && (*at == ' ' || *at == '\t'))
-      at++;
-    if (at == end || *at < '0' || *at > '9')
-      continue;
-    uint64_t v = 0;
-    while (at < end && *at >= '0' && *at <= '9') {
-      if (v > (UINT64_MAX - 9) / 10)
-        return -ENOENT;
-      v = v * 10 + (uint64_t)(*at - '0');
-      at++;
-    }
-    *out = v;
-    return 0;
-  }
-  return -ENOENT;
-}
-
-/* Finds `"key":"` in [p, p+n) (spaces allowed around the colon) and sets *val, *vlen
- * to the string value up to the next quote (the values read here need no escapes).
- * Occurrences not followed by a colon and a string are skipped. Returns 0, or -ENOENT. */
-static int jamb_json_str(const char *p, size_t n, const char *key, const char **val,
-                         size_t *vlen) {
-  char pat[32];
-  int plen = jamb_json_key(pat, key);
-  const char *end = p + n, *from = p;
-  while (from < end) {
-    const char *at = memmem(from, (size_t)(end - from), pat, (size_t)plen);
-    if (at == NULL)
-      return -ENOENT;
-    from = at + 1;
-    at += plen;
-    while (at < end && (*at == ' ' || *at == '\t'))
-      at++;
-    if (at == end || *at != ':')
-      continue;
-    at++;
-    while (at < end && (*at == ' ' || *at == '\t'))
-      at++;
-    if (at == end || *at != '"')
-      continue;
-    at++;
-    const char *q = memchr(at, '"', (size_t)(end - at));
-    if (q == NULL)
-      return -ENOENT;
-    *val = at;
-    *vlen = (size_t)(q - at);
-    return 0;
-  }
-  return -ENOENT;
-}
 
 /* 1 when [a, a+alen) equals the NUL-terminated s. */
 static int jamb_eq(const char *a, size_t alen, const char *s) {
   return alen == strlen(s) && memcmp(a, s, alen) == 0;
-}
-
-/* ------------------------------------------------------------------------------------
- * WebSocket helpers: PRNG (keys and masks), SHA-1 and base64 (Sec-WebSocket-Accept)
- * ---------------------------------------------------------------------------------- */
-
-static uint64_t jamb_rng_state;
-
-/* xorshift64*: plenty for handshake nonces and frame masks of a benchmark client. */
-static uint64_t jamb_rand(void) {
-  uint64_t x = jamb_rng_state;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  jamb_rng_state = x;
-  return x * 0x2545F4914F6CDD1Dull;
-}
-
-static void jamb_rand_seed(void) {
-  uint64_t seed = 0;
-  if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
-    seed = jamb_now() ^ ((uint64_t)getpid() << 32);
-  jamb_rng_state = seed ? seed : 0x9E3779B97F4A7C15ull;
-}
-
-static uint32_t jamb_rol32(uint32_t x, unsigned n) {
-  return (x << n) | (x >> (32u - n));
-}
-
-/* SHA-1 of len bytes (FIPS 180-4), only for the 60-byte handshake string. */
-static void jamb_sha1(const void *data, size_t len, uint8_t out[20]) {
-  uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
-  const uint8_t *in = data;
-  uint64_t bits = (uint64_t)len * 8;
-  size_t total = ((len + 8) / 64 + 1) * 64; /* message + 0x80 + zeros + 64-bit length */
-  for (size_t off = 0; off < total; off += 64) {
-    uint8_t blk[64];
-    for (size_t i = 0; i < 64; i++) {
-      size_t k = off + i;
-      if (k < len)
-        blk[i] = in[k];
-      else if (k == len)
-        blk[i] = 0x80;
-      else if (k >= total - 8)
-        blk[i] = (uint8_t)(bits >> (8 * (total - 1 - k)));
-      else
-        blk[i] = 0;
-    }
-    uint32_t w[80];
-    for (int i = 0; i < 16; i++)
-      w[i] = (uint32_t)blk[4 * i] << 24 | (uint32_t)blk[4 * i + 1] << 16 |
-             (uint32_t)blk[4 * i + 2] << 8 | (uint32_t)blk[4 * i + 3];
-    for (int i = 16; i < 80; i++)
-      w[i] = jamb_rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 80; i++) {
-      uint32_t f, k;
-      if (i < 20) {
-        f = (b & c) | (~b & d);
-        k = 0x5A827999u;
-      } else if (i < 40) {
-        f = b ^ c ^ d;
-        k = 0x6ED9EBA1u;
-      } else if (i < 60) {
-        f = (b & c) | (b & d) | (c & d);
-        k = 0x8F1BBCDCu;
-      } else {
-        f = b ^ c ^ d;
-        k = 0xCA62C1D6u;
-      }
-      uint32_t t = jamb_rol32(a, 5) + f + e + k + w[i];
-      e = d;
-      d = c;
-      c = jamb_rol32(b, 30);
-      b = a;
-      a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-  }
-  for (int i = 0; i < 5; i++) {
-    out[4 * i] = (uint8_t)(h[i] >> 24);
-    out[4 * i + 1] = (uint8_t)(h[i] >> 16);
-    out[4 * i + 2] = (uint8_t)(h[i] >> 8);
-    out[4 * i + 3] = (uint8_t)h[i];
-  }
-}
-
-/* Standard base64 with padding; out needs 4 * ceil(n / 3) + 1 bytes. */
-static void jamb_base64(const uint8_t *in, size_t n, char *out) {
-  static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t o = 0;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16;
-    if (i + 1 < n)
-      v |= (uint32_t)in[i + 1] << 8;
-    if (i + 2 < n)
-      v |= in[i + 2];
-    out[o++] = tab[(v >> 18) & 63];
-    out[o++] = tab[(v >> 12) & 63];
-    out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-    out[o++] = i + 2 < n ? tab[v & 63] : '=';
-  }
-  out[o] = '\0';
-}
-
-/* Sec-WebSocket-Accept for a 24-character key: base64(SHA-1(key + GUID)), 28 chars. */
-static void jamb_ws_accept(const char key[24], char out[29]) {
-  char cat[24 + sizeof JAMB_WS_GUID];
-  memcpy(cat, key, 24);
-  memcpy(cat + 24, JAMB_WS_GUID, sizeof JAMB_WS_GUID - 1);
-  uint8_t d[20];
-  jamb_sha1(cat, 24 + sizeof JAMB_WS_GUID - 1, d);
-  jamb_base64(d, sizeof d, out);
-}
-
-/* ------------------------------------------------------------------------------------
- * Latency histogram: log-linear buckets, 64 per power of two (error under 1.6 %),
- * covering every uint64_t value of nanoseconds in 3776 counters.
- * ---------------------------------------------------------------------------------- */
-
-#define JAMB_HIST_SUB 64
-#define JAMB_HIST_BUCKETS (59 * JAMB_HIST_SUB)
-
-typedef struct jamb_hist_s {
-  uint64_t count[JAMB_HIST_BUCKETS];
-  uint64_t n;
-  uint64_t max;
-} jamb_hist_t;
-
-static unsigned jamb_hist_index(uint64_t v) {
-  if (v < JAMB_HIST_SUB)
-    return (unsigned)v;
-  unsigned e = 63u - (unsigned)__builtin_clzll(v); /* e >= 6 */
-  return (e - 5u) * JAMB_HIST_SUB + (unsigned)((v >> (e - 6u)) & (JAMB_HIST_SUB - 1));
-}
-
-/* Middle of bucket i, the value reported for a percentile falling in it. */
-static uint64_t jamb_hist_value(unsigned i) {
-  if (i < JAMB_HIST_SUB)
-    return i;
-  unsigned e = i / JAMB_HIST_SUB + 5u;
-  uint64_t sub = i % JAMB_HIST_SUB;
-  uint64_t low = (JAMB_HIST_SUB + sub) << (e - 6u);
-  return low + ((1ull << (e - 6u)) >> 1);
-}
-
-static void jamb_hist_add(jamb_hist_t *h, uint64_t v) {
-  h->count[jamb_hist_index(v)]++;
-  h->n++;
-  if (v > h->max)
-    h->max = v;
-}
-
-/* Value (ns) at quantile q in [0, 1]; never above the exact maximum. 0 when empty. */
-static uint64_t jamb_hist_quantile(const jamb_hist_t *h, double q) {
-  if (h->n == 0)
-    return 0;
-  uint64_t rank = (uint64_t)(q * (double)h->n);
-  if (rank < 1)
-    rank = 1;
-  if (rank > h->n)
-    rank = h->n;
-  uint64_t seen = 0;
-  for (unsigned i = 0; i < JAMB_HIST_BUCKETS; i++) {
-    seen += h->count[i];
-    if (seen >= rank) {
-      uint64_t v = jamb_hist_value(i);
-      return v > h->max ? h->max : v;
-    }
-  }
-  return h->max;
-}
-
-/* ------------------------------------------------------------------------------------
- * HTTP response head (the 101 of the upgrade)
- * ---------------------------------------------------------------------------------- */
-
-typedef struct jamb_head_s {
-  int status;        /* status code, 0 if the status line is unreadable */
-  int upgrade_ws;    /* Upgrade: websocket */
-  int conn_upgrade;  /* Connection: has the upgrade token */
-  int ext;           /* a Sec-WebSocket-Extensions header (none was offered) */
-  char accept[64];   /* Sec-WebSocket-Accept, trimmed; "" when absent */
-} jamb_head_t;
-
-/* Parses a response head of `len` bytes (status line and headers, without the final
- * empty line). Header names are matched case-insensitively. */
-static void jamb_head_parse(const char *p, size_t len, jamb_head_t *h) {
-  memset(h, 0, sizeof *h);
-  if (len >= 12 && memcmp(p, "HTTP/1.", 7) == 0 && p[8] == ' ' && p[9] >= '1' && p[9] <= '5' &&
-      p[10] >= '0' && p[10] <= '9' && p[11] >= '0' && p[11] <= '9')
-    h->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-  const char *end = p + len;
-  const char *line = memchr(p, '\n', len);
-  while (line != NULL && line + 1 < end) {
-    line++;
-    const char *eol = memchr(line, '\n', (size_t)(end - line));
-    size_t llen = (size_t)((eol ? eol : end) - line);
-    char buf[256];
-    size_t cl = llen < sizeof buf - 1 ? llen : sizeof buf - 1;
-    memcpy(buf, line, cl);
-    while (cl > 0 && (buf[cl - 1] == '\r' || buf[cl - 1] == ' ' || buf[cl - 1] == '\t'))
-      cl--;
-    buf[cl] = '\0';
-    if (strncasecmp(buf, "upgrade:", 8) == 0 && strcasestr(buf + 8, "websocket"))
-      h->upgrade_ws = 1;
-    else if (strncasecmp(buf, "connection:", 11) == 0 && strcasestr(buf + 11, "upgrade"))
-      h->conn_upgrade = 1;
-    else if (strncasecmp(buf, "sec-websocket-extensions:", 25) == 0)
-      h->ext = 1;
-    else if (strncasecmp(buf, "sec-websocket-accept:", 21) == 0) {
-      const char *v = buf + 21;
-      while (*v == ' ' || *v == '\t')
-        v++;
-      size_t al = strlen(v) < sizeof h->accept - 1 ? strlen(v) : sizeof h->accept - 1;
-      memcpy(h->accept, v, al);
-      h->accept[al] = '\0';
-    }
-    line = eol;
-  }
-}
-
-/* Returns the offset just past "\r\n\r\n" in [p, p+n), or 0 when not there yet. */
-static size_t jamb_head_end(const char *p, size_t n) {
-  const char *at = memmem(p, n, "\r\n\r\n", 4);
-  return at ? (size_t)(at - p) + 4 : 0;
 }
 
 /* ------------------------------------------------------------------------------------
@@ -515,15 +131,6 @@ static void jamb_usage(FILE *f) {
       f);
 }
 
-static double jamb_parse_num(const char *opt, const char *s, double min, double max) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end != '\0' || !(v >= min && v <= max))
-    jamb_die("%s: '%s' is not a number in [%g, %g]", opt, s, min, max);
-  return v;
-}
-
 static void jamb_opts_parse(int argc, char **argv, jamb_opts_t *o) {
   static const struct option longopts[] = {
       {"host", required_argument, NULL, 'h'},
@@ -551,111 +158,32 @@ static void jamb_opts_parse(int argc, char **argv, jamb_opts_t *o) {
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     switch (c) {
       case 'h': o->host = optarg; break;
-      case 'p': o->port = (unsigned)jamb_parse_num("--port", optarg, 1, 65535); break;
-      case 'R': o->rooms = (uint32_t)jamb_parse_num("--rooms", optarg, 1, 1000000); break;
+      case 'p': o->port = (unsigned)bench_parse_num("--port", optarg, 1, 65535); break;
+      case 'R': o->rooms = (uint32_t)bench_parse_num("--rooms", optarg, 1, 1000000); break;
       case 'P':
-        o->participants = (uint32_t)jamb_parse_num("--participants", optarg, 1, 1000);
+        o->participants = (uint32_t)bench_parse_num("--participants", optarg, 1, 1000);
         break;
-      case 'E': o->rate = jamb_parse_num("--rate", optarg, 0.01, 100000); break;
-      case 'D': o->duration_s = jamb_parse_num("--duration", optarg, 0.01, 3600); break;
-      case 'b': o->payload = (uint32_t)jamb_parse_num("--payload", optarg, 0, 16000); break;
-      case 's': o->server_pid = (long)jamb_parse_num("--server-pid", optarg, 1, 4194304); break;
-      case 't': o->timeout_s = jamb_parse_num("--timeout", optarg, 0.1, 3600); break;
+      case 'E': o->rate = bench_parse_num("--rate", optarg, 0.01, 100000); break;
+      case 'D': o->duration_s = bench_parse_num("--duration", optarg, 0.01, 3600); break;
+      case 'b': o->payload = (uint32_t)bench_parse_num("--payload", optarg, 0, 16000); break;
+      case 's': o->server_pid = (long)bench_parse_num("--server-pid", optarg, 1, 4194304); break;
+      case 't': o->timeout_s = bench_parse_num("--timeout", optarg, 0.1, 3600); break;
       case 'j': o->json = 1; break;
       case 'H': jamb_usage(stdout); exit(0);
       default: jamb_usage(stderr); exit(2);
     }
   }
   if (optind < argc)
-    jamb_die("unexpected argument '%s' (see --help)", argv[optind]);
+    bench_die("unexpected argument '%s' (see --help)", argv[optind]);
   if (o->port == 0)
-    jamb_die("--port is required (see --help)");
+    bench_die("--port is required (see --help)");
   const char *host = strcmp(o->host, "localhost") == 0 ? "127.0.0.1" : o->host;
   if (inet_pton(AF_INET, host, &o->addr) != 1)
-    jamb_die("--host must be an IPv4 loopback address, got '%s'", o->host);
+    bench_die("--host must be an IPv4 loopback address, got '%s'", o->host);
   if ((ntohl(o->addr.s_addr) >> 24) != 127)
-    jamb_die("--host %s is not loopback: this tool only targets 127.0.0.0/8", o->host);
+    bench_die("--host %s is not loopback: this tool only targets 127.0.0.0/8", o->host);
   if ((uint64_t)o->rooms * o->participants > 60000)
-    jamb_die("--rooms x --participants is over 60000 connections (one source address)");
-}
-
-/* ------------------------------------------------------------------------------------
- * Server figures from /proc
- * ---------------------------------------------------------------------------------- */
-
-/* VmRSS of pid in KiB, or -1 when unreadable. */
-static long jamb_proc_rss_kib(long pid) {
-  char path[64], line[256];
-  long kib = -1;
-  snprintf(path, sizeof path, "/proc/%ld/status", pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return -1;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, "VmRSS:", 6) == 0) {
-      kib = strtol(line + 6, NULL, 10);
-      break;
-    }
-  fclose(f);
-  return kib;
-}
-
-/* utime + stime of pid (all its threads, live and exited) in clock ticks, or -1. */
-static long long jamb_proc_cpu_ticks(long pid) {
-  char path[64], buf[2048];
-  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-  if (p == NULL)
-    return -1;
-  p++;
-  /* After ')': field 3 (state) is token 0, so utime (14) is token 11, stime token 12. */
-  long long utime = -1, stime = -1;
-  char *save = NULL;
-  int idx = 0;
-  for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save), idx++) {
-    if (idx == 11)
-      utime = strtoll(tok, NULL, 10);
-    else if (idx == 12) {
-      stime = strtoll(tok, NULL, 10);
-      break;
-    }
-  }
-  return utime < 0 || stime < 0 ? -1 : utime + stime;
-}
-
-/* Time on CPU of all live threads of pid in ns, summed from /proc/PID/task/TID/schedstat
- * (first field), or -1 when unreadable. */
-static long long jamb_proc_cpu_ns(long pid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%ld/task", pid);
-  DIR *d = opendir(path);
-  if (d == NULL)
-    return -1;
-  long long sum = 0;
-  int found = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9')
-      continue;
-    char file[128], line[128];
-    snprintf(file, sizeof file, "/proc/%ld/task/%.20s/schedstat", pid, e->d_name);
-    FILE *f = fopen(file, "r");
-    if (f == NULL)
-      continue; /* the thread just exited */
-    if (fgets(line, sizeof line, f)) {
-      sum += strtoll(line, NULL, 10);
-      found = 1;
-    }
-    fclose(f);
-  }
-  closedir(d);
-  return found ? sum : -1;
+    bench_die("--rooms x --participants is over 60000 connections (one source address)");
 }
 
 /* ------------------------------------------------------------------------------------
@@ -687,9 +215,9 @@ typedef struct jamb_conn_s {
   uint32_t local;
   char ws_key[24]; /* Sec-WebSocket-Key sent (base64, no NUL) */
   char user_id[JAMB_ID_MAX];
-  jamb_buf_t carry; /* response head, or the start of a frame split across reads */
-  jamb_buf_t data;  /* the fragments of a fragmented message */
-  jamb_buf_t out;   /* frames not yet written */
+  bench_buf_t carry; /* response head, or the start of a frame split across reads */
+  bench_buf_t data;  /* the fragments of a fragmented message */
+  bench_buf_t out;   /* frames not yet written */
   uint64_t last_seq;  /* highest seq received (0 before any) */
   uint64_t last_ack_seq;
   uint32_t sent;      /* events sent: its counters are 0 .. sent-1 */
@@ -771,8 +299,8 @@ typedef struct jamb_s {
   char conn_error[256];  /* the first connection failure */
   char setup_error[256]; /* the first error of create/join */
   char run_error[256];   /* the first error message during the run */
-  jamb_hist_t lat;
-  jamb_hist_t ack_lat;
+  bench_hist_t lat;
+  bench_hist_t ack_lat;
 
   /* timeline (CLOCK_MONOTONIC ns) */
   uint64_t t_connect_start;
@@ -798,25 +326,10 @@ typedef struct jamb_s {
 
 static jamb_t g;
 
-/* Keeps the first note in dst, made safe inside the table and a JSON string. */
-static void jamb_note(char *dst, size_t cap, const char *fmt, ...) {
-  if (dst[0] != '\0')
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(dst, cap, fmt, ap);
-  va_end(ap);
-  for (char *p = dst; *p; p++)
-    if (*p == '"')
-      *p = '\'';
-    else if (*p == '\\' || (unsigned char)*p < 32)
-      *p = ' ';
-}
-
 static void jamb_ep_ctl(int op, int fd, uint32_t events, uint32_t tag, uint32_t idx) {
   struct epoll_event ev = {.events = events, .data.u64 = ((uint64_t)tag << 32) | idx};
   if (epoll_ctl(g.ep, op, fd, &ev) != 0)
-    jamb_die("epoll_ctl: %s", strerror(errno));
+    bench_die("epoll_ctl: %s", strerror(errno));
 }
 
 static uint32_t jamb_idx(const jamb_conn_t *c) {
@@ -841,31 +354,24 @@ static void jamb_conn_close(jamb_conn_t *c, const char *why) {
   else if (why != NULL)
     g.closed_early++;
   if (why != NULL)
-    jamb_note(g.conn_error, sizeof g.conn_error, "participant %u (room %u): %s", jamb_idx(c),
+    bench_note(g.conn_error, sizeof g.conn_error, "participant %u (room %u): %s", jamb_idx(c),
               c->room, why);
   c->state = JAMB_CONN_CLOSED;
   g.closed++;
-  jamb_buf_free(&c->carry);
-  jamb_buf_free(&c->data);
-  jamb_buf_free(&c->out);
+  bench_buf_free(&c->carry);
+  bench_buf_free(&c->data);
+  bench_buf_free(&c->out);
 }
 
 /* Writes what is queued in c->out; registers for writability while some is left.
  * Returns 0, or -1 when c was closed. */
 static int jamb_conn_flush(jamb_conn_t *c) {
-  while (c->out.len > 0) {
-    ssize_t w = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        break;
-      char why[96];
-      snprintf(why, sizeof why, "send: %s", strerror(errno));
-      jamb_conn_close(c, why);
-      return -1;
-    }
-    jamb_buf_consume(&c->out, (size_t)w);
+  int rc = bench_flush(c->fd, &c->out);
+  if (rc < 0) {
+    char why[96];
+    snprintf(why, sizeof why, "send: %s", strerror(-rc));
+    jamb_conn_close(c, why);
+    return -1;
   }
   int want = c->out.len > 0;
   if (want != c->want_out) {
@@ -876,41 +382,11 @@ static int jamb_conn_flush(jamb_conn_t *c) {
   return 0;
 }
 
-/* Queues one masked frame (FIN set, opcode op) with payload [p, p+len); does not write. */
-static void jamb_ws_queue(jamb_conn_t *c, unsigned op, const void *p, size_t len) {
-  uint8_t h[14];
-  size_t hl = 2;
-  h[0] = (uint8_t)(0x80u | op);
-  if (len < 126) {
-    h[1] = (uint8_t)(0x80u | len);
-  } else if (len < 65536) {
-    h[1] = 0x80u | 126u;
-    h[2] = (uint8_t)(len >> 8);
-    h[3] = (uint8_t)len;
-    hl = 4;
-  } else {
-    h[1] = 0x80u | 127u;
-    for (int k = 0; k < 8; k++)
-      h[2 + k] = (uint8_t)((uint64_t)len >> (56 - 8 * k));
-    hl = 10;
-  }
-  uint32_t mask = (uint32_t)jamb_rand();
-  memcpy(h + hl, &mask, 4);
-  hl += 4;
-  jamb_buf_reserve(&c->out, hl + len);
-  char *o = c->out.p + c->out.len;
-  memcpy(o, h, hl);
-  const uint8_t *in = p, *m = h + hl - 4;
-  for (size_t i = 0; i < len; i++)
-    o[hl + i] = (char)(in[i] ^ m[i & 3]);
-  c->out.len += hl + len;
-}
-
 /* Queues a text message and writes what it can. Returns 0, or -1 when c was closed. */
 static int jamb_ws_send_text(jamb_conn_t *c, const char *p, size_t len) {
   if (c->state != JAMB_CONN_OPEN)
     return -1;
-  jamb_ws_queue(c, 0x1, p, len);
+  bench_ws_queue(&c->out, 0x1, p, len);
   return jamb_conn_flush(c);
 }
 
@@ -920,19 +396,14 @@ static int jamb_conn_send_request(jamb_conn_t *c) {
   char req[sizeof g.req];
   memcpy(req, g.req, g.req_len);
   memcpy(req + g.req_key_off, c->ws_key, sizeof c->ws_key);
-  while (c->req_off < g.req_len) {
-    ssize_t w = send(c->fd, req + c->req_off, g.req_len - c->req_off, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return 1;
-      if (errno == EINTR)
-        continue;
-      char why[96];
-      snprintf(why, sizeof why, "send: %s", strerror(errno));
-      jamb_conn_close(c, why);
-      return -1;
-    }
-    c->req_off += (uint32_t)w;
+  int rc = bench_send_from(c->fd, req, g.req_len, &c->req_off);
+  if (rc == 1)
+    return 1;
+  if (rc < 0) {
+    char why[96];
+    snprintf(why, sizeof why, "send: %s", strerror(-rc));
+    jamb_conn_close(c, why);
+    return -1;
   }
   jamb_ep_ctl(EPOLL_CTL_MOD, c->fd, EPOLLIN, JAMB_TAG_CONN, jamb_idx(c));
   c->state = JAMB_CONN_HEAD;
@@ -943,16 +414,10 @@ static int jamb_conn_send_request(jamb_conn_t *c) {
 static void jamb_conn_start(uint32_t i) {
   jamb_conn_t *c = &g.conns[i];
   g.started++;
-  uint8_t nonce[16];
-  uint64_t r0 = jamb_rand(), r1 = jamb_rand();
-  memcpy(nonce, &r0, 8);
-  memcpy(nonce + 8, &r1, 8);
-  char key[25];
-  jamb_base64(nonce, sizeof nonce, key);
-  memcpy(c->ws_key, key, sizeof c->ws_key);
+  bench_ws_key(c->ws_key);
   c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (c->fd < 0)
-    jamb_die("socket: %s (participant %u)", strerror(errno), i);
+    bench_die("socket: %s (participant %u)", strerror(errno), i);
   int one = 1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   struct sockaddr_in dst = {
@@ -1012,10 +477,10 @@ static void jamb_on_created(jamb_conn_t *c, const char *p, size_t n) {
     g.other_msgs++;
     return;
   }
-  if (jamb_json_str(p, n, "room_code", &code, &clen) != 0 || clen == 0 || clen > JAMB_CODE_MAX ||
+  if (bench_json_str(p, n, "room_code", &code, &clen) != 0 || clen == 0 || clen > JAMB_CODE_MAX ||
       strspn(code, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") < clen) {
     g.setup_errors++;
-    jamb_note(g.setup_error, sizeof g.setup_error, "room %u: session:created without a usable room_code: %.*s",
+    bench_note(g.setup_error, sizeof g.setup_error, "room %u: session:created without a usable room_code: %.*s",
               c->room, (int)(n > 160 ? 160 : n), p);
     return;
   }
@@ -1038,16 +503,16 @@ static void jamb_on_joined(jamb_conn_t *c, const char *p, size_t n) {
     g.other_msgs++;
     return;
   }
-  if (!rm->created || jamb_json_str(p, n, "room_code", &v, &vlen) != 0 ||
+  if (!rm->created || bench_json_str(p, n, "room_code", &v, &vlen) != 0 ||
       !jamb_eq(v, vlen, rm->code)) {
     g.setup_errors++;
-    jamb_note(g.setup_error, sizeof g.setup_error, "participant %u: session:joined for another room: %.*s",
+    bench_note(g.setup_error, sizeof g.setup_error, "participant %u: session:joined for another room: %.*s",
               jamb_idx(c), (int)(n > 160 ? 160 : n), p);
     return;
   }
-  if (jamb_json_str(p, n, "user_id", &v, &vlen) != 0 || vlen == 0 || vlen >= JAMB_ID_MAX) {
+  if (bench_json_str(p, n, "user_id", &v, &vlen) != 0 || vlen == 0 || vlen >= JAMB_ID_MAX) {
     g.setup_errors++;
-    jamb_note(g.setup_error, sizeof g.setup_error, "participant %u: session:joined without user_id: %.*s",
+    bench_note(g.setup_error, sizeof g.setup_error, "participant %u: session:joined without user_id: %.*s",
               jamb_idx(c), (int)(n > 160 ? 160 : n), p);
     return;
   }
@@ -1087,7 +552,7 @@ static void jamb_send_event(uint64_t k) {
     return;
   }
   char m[16384 + 512];
-  uint64_t t = jamb_now();
+  uint64_t t = bench_now();
   int len = snprintf(m, sizeof m,
                      "{\"type\":\"event:broadcast\",\"room_code\":\"%s\",\"event_name\":\"note\","
                      "\"payload\":{\"t\":%" PRIu64 ",\"n\":%" PRIu32 ",\"s\":%" PRIu32,
@@ -1118,20 +583,20 @@ static void jamb_on_event(jamb_conn_t *c, const char *p, size_t n, uint64_t now)
   jamb_room_t *rm = &g.rooms[c->room];
   const char *v;
   size_t vlen;
-  if (jamb_json_str(p, n, "room_code", &v, &vlen) != 0 || !jamb_eq(v, vlen, rm->code)) {
+  if (bench_json_str(p, n, "room_code", &v, &vlen) != 0 || !jamb_eq(v, vlen, rm->code)) {
     g.wrong_room++;
     return;
   }
   const char *sid = NULL;
   size_t sidlen = 0;
   int own = 0;
-  if (jamb_json_str(p, n, "sender_id", &sid, &sidlen) == 0 && c->user_id_len > 0 &&
+  if (bench_json_str(p, n, "sender_id", &sid, &sidlen) == 0 && c->user_id_len > 0 &&
       sidlen == c->user_id_len && memcmp(sid, c->user_id, sidlen) == 0)
     own = 1;
   const char *pl = memmem(p, n, "\"payload\":", 10);
   uint64_t seq, t, cnt, s;
-  if (pl == NULL || jamb_json_u64(p, (size_t)(pl - p), "seq", &seq) != 0) {
-    if (jamb_json_u64(p, n, "seq", &seq) != 0) {
+  if (pl == NULL || bench_json_u64(p, (size_t)(pl - p), "seq", &seq) != 0) {
+    if (bench_json_u64(p, n, "seq", &seq) != 0) {
       g.foreign++;
       return;
     }
@@ -1141,8 +606,8 @@ static void jamb_on_event(jamb_conn_t *c, const char *p, size_t n, uint64_t now)
     return;
   }
   size_t rest = (size_t)(p + n - pl);
-  if (jamb_json_u64(pl, rest, "t", &t) != 0 || jamb_json_u64(pl, rest, "n", &cnt) != 0 ||
-      jamb_json_u64(pl, rest, "s", &s) != 0 || s >= g.n || cnt >= g.per ||
+  if (bench_json_u64(pl, rest, "t", &t) != 0 || bench_json_u64(pl, rest, "n", &cnt) != 0 ||
+      bench_json_u64(pl, rest, "s", &s) != 0 || s >= g.n || cnt >= g.per ||
       g.sent_t[s * g.per + cnt] != t || t > now) {
     g.foreign++;
     return;
@@ -1180,7 +645,7 @@ static void jamb_on_event(jamb_conn_t *c, const char *p, size_t n, uint64_t now)
   g.pair_count[pair]++;
   c->delivered++;
   g.delivered++;
-  jamb_hist_add(&g.lat, now - t);
+  bench_hist_add(&g.lat, now - t);
   g.t_last_delivery = now;
 }
 
@@ -1190,8 +655,8 @@ static void jamb_on_ack(jamb_conn_t *c, const char *p, size_t n, uint64_t now) {
   const char *v;
   size_t vlen;
   uint64_t ref, seq;
-  if (jamb_json_str(p, n, "room_code", &v, &vlen) != 0 || !jamb_eq(v, vlen, rm->code) ||
-      jamb_json_u64(p, n, "ref", &ref) != 0 || jamb_json_u64(p, n, "seq", &seq) != 0 ||
+  if (bench_json_str(p, n, "room_code", &v, &vlen) != 0 || !jamb_eq(v, vlen, rm->code) ||
+      bench_json_u64(p, n, "ref", &ref) != 0 || bench_json_u64(p, n, "seq", &seq) != 0 ||
       ref >= c->sent) {
     g.ack_bad++;
     return;
@@ -1203,7 +668,7 @@ static void jamb_on_ack(jamb_conn_t *c, const char *p, size_t n, uint64_t now) {
   }
   g.acked[at] = 1;
   g.acked_n++;
-  jamb_hist_add(&g.ack_lat, now - g.sent_t[at]);
+  bench_hist_add(&g.ack_lat, now - g.sent_t[at]);
   if (seq <= c->last_ack_seq)
     g.seq_disorder++;
   else
@@ -1215,17 +680,17 @@ static void jamb_on_ack(jamb_conn_t *c, const char *p, size_t n, uint64_t now) {
 static void jamb_on_error(jamb_conn_t *c, const char *p, size_t n) {
   const char *code = "";
   size_t clen = 0;
-  jamb_json_str(p, n, "code", &code, &clen);
+  bench_json_str(p, n, "code", &code, &clen);
   if (g.phase != JAMB_PHASE_RUN) {
     g.setup_errors++;
-    jamb_note(g.setup_error, sizeof g.setup_error, "participant %u (room %u): %.*s", jamb_idx(c),
+    bench_note(g.setup_error, sizeof g.setup_error, "participant %u (room %u): %.*s", jamb_idx(c),
               c->room, (int)(n > 200 ? 200 : n), p);
     return;
   }
   g.errors++;
   if (jamb_eq(code, clen, "RATE_LIMITED"))
     g.rate_limited++;
-  jamb_note(g.run_error, sizeof g.run_error, "participant %u (room %u): %.*s", jamb_idx(c),
+  bench_note(g.run_error, sizeof g.run_error, "participant %u (room %u): %.*s", jamb_idx(c),
             c->room, (int)(n > 200 ? 200 : n), p);
 }
 
@@ -1233,7 +698,7 @@ static void jamb_on_error(jamb_conn_t *c, const char *p, size_t n) {
 static void jamb_text(jamb_conn_t *c, const char *p, size_t n, uint64_t now) {
   const char *type;
   size_t tlen;
-  if (jamb_json_str(p, n, "type", &type, &tlen) != 0) {
+  if (bench_json_str(p, n, "type", &type, &tlen) != 0) {
     g.other_msgs++;
     return;
   }
@@ -1293,7 +758,7 @@ static int jamb_ws_frame(jamb_conn_t *c, uint8_t b0, const uint8_t *p, size_t le
       g.closes++;
       /* Answer with the same code, best effort: the socket is closed right after. */
       if (c->out.len == 0) {
-        jamb_ws_queue(c, 0x8, p, len >= 2 ? 2 : 0);
+        bench_ws_queue(&c->out, 0x8, p, len >= 2 ? 2 : 0);
         if (send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
           /* ignored: the server may have gone already */
         }
@@ -1303,7 +768,7 @@ static int jamb_ws_frame(jamb_conn_t *c, uint8_t b0, const uint8_t *p, size_t le
     }
     if (op == 0x9) {
       g.pings++;
-      jamb_ws_queue(c, 0xA, p, len);
+      bench_ws_queue(&c->out, 0xA, p, len);
       return jamb_conn_flush(c);
     }
     if (op == 0xA)
@@ -1323,14 +788,14 @@ static int jamb_ws_frame(jamb_conn_t *c, uint8_t b0, const uint8_t *p, size_t le
     c->ws_frag = 1;
     c->ws_msg_op = (uint8_t)op;
     c->data.len = 0;
-    if (jamb_buf_append(&c->data, (const char *)p, len, g.msg_max) != 0)
+    if (bench_buf_append(&c->data, (const char *)p, len, g.msg_max) != 0)
       return jamb_ws_fail(c, "message over the size limit");
     return 0;
   }
   if (op == 0x0) {
     if (!c->ws_frag)
       return jamb_ws_fail(c, "continuation without a start");
-    if (jamb_buf_append(&c->data, (const char *)p, len, g.msg_max) != 0)
+    if (bench_buf_append(&c->data, (const char *)p, len, g.msg_max) != 0)
       return jamb_ws_fail(c, "message over the size limit");
     if (!fin)
       return 0;
@@ -1351,36 +816,16 @@ static int jamb_ws_frame(jamb_conn_t *c, uint8_t b0, const uint8_t *p, size_t le
 static int jamb_ws_frames(jamb_conn_t *c, const uint8_t *p, size_t n, size_t *used,
                           uint64_t now) {
   size_t i = 0;
-  while (n - i >= 2) {
-    uint8_t b0 = p[i], b1 = p[i + 1];
-    uint64_t len = b1 & 0x7fu;
-    size_t hl = 2;
-    if (b1 & 0x80)
-      return jamb_ws_fail(c, "masked frame from the server");
-    if (len == 126) {
-      if (n - i < 4)
-        break;
-      len = (uint64_t)p[i + 2] << 8 | p[i + 3];
-      hl = 4;
-      if (len < 126)
-        return jamb_ws_fail(c, "16-bit length under 126");
-    } else if (len == 127) {
-      if (n - i < 10)
-        break;
-      len = 0;
-      for (int k = 0; k < 8; k++)
-        len = len << 8 | p[i + 2 + k];
-      hl = 10;
-      if (len >> 63)
-        return jamb_ws_fail(c, "64-bit length with the high bit set");
-      if (len < 65536)
-        return jamb_ws_fail(c, "64-bit length under 65536");
-    }
-    if (len > g.msg_max)
-      return jamb_ws_fail(c, "frame over the size limit");
-    if (n - i - hl < len)
+  for (;;) {
+    size_t hl;
+    uint64_t len;
+    const char *err;
+    int rc = bench_ws_frame_head(p + i, n - i, g.msg_max, &hl, &len, &err);
+    if (rc < 0)
+      return jamb_ws_fail(c, err);
+    if (rc == 0)
       break;
-    if (jamb_ws_frame(c, b0, p + i + hl, (size_t)len, now) != 0)
+    if (jamb_ws_frame(c, p[i], p + i + hl, (size_t)len, now) != 0)
       return -1;
     i += hl + (size_t)len;
   }
@@ -1395,25 +840,25 @@ static int jamb_ws_feed(jamb_conn_t *c, const char *p, size_t n, uint64_t now) {
   if (c->carry.len == 0) {
     if (jamb_ws_frames(c, (const uint8_t *)p, n, &used, now) != 0)
       return -1;
-    if (used < n && jamb_buf_append(&c->carry, p + used, n - used, g.msg_max + 14) != 0)
+    if (used < n && bench_buf_append(&c->carry, p + used, n - used, g.msg_max + 14) != 0)
       return jamb_ws_fail(c, "frame over the size limit");
     return 0;
   }
-  if (jamb_buf_append(&c->carry, p, n, g.msg_max + 14) != 0)
+  if (bench_buf_append(&c->carry, p, n, g.msg_max + 14) != 0)
     return jamb_ws_fail(c, "frame over the size limit");
   if (jamb_ws_frames(c, (const uint8_t *)c->carry.p, c->carry.len, &used, now) != 0)
     return -1;
-  jamb_buf_consume(&c->carry, used);
+  bench_buf_consume(&c->carry, used);
   return 0;
 }
 
 /* The response head is complete in c->carry (hlen bytes with the empty line). */
 static int jamb_conn_head(jamb_conn_t *c, size_t hlen) {
-  jamb_head_t h;
-  jamb_head_parse(c->carry.p, hlen - 4, &h);
+  bench_head_t h;
+  bench_head_parse(c->carry.p, hlen - 4, &h);
   char why[200], accept[29];
   const char *bad = NULL;
-  jamb_ws_accept(c->ws_key, accept);
+  bench_ws_accept(c->ws_key, accept);
   if (h.status != 101 || !h.upgrade_ws || !h.conn_upgrade) {
     size_t bl = c->carry.len - hlen;
     snprintf(why, sizeof why, "HTTP %d%s: %.*s", h.status,
@@ -1423,7 +868,7 @@ static int jamb_conn_head(jamb_conn_t *c, size_t hlen) {
   } else if (strcmp(h.accept, accept) != 0) {
     snprintf(why, sizeof why, "Sec-WebSocket-Accept '%.40s', expected '%s'", h.accept, accept);
     bad = why;
-  } else if (h.ext) {
+  } else if (h.ext_deflate || h.ext_other) { /* any extension header: none was offered */
     bad = "an extension in the answer that was not offered";
   }
   if (bad != NULL) {
@@ -1437,7 +882,7 @@ static int jamb_conn_head(jamb_conn_t *c, size_t hlen) {
 
 static void jamb_conn_readable(jamb_conn_t *c, char *buf) {
   ssize_t r = recv(c->fd, buf, JAMB_READ_CHUNK, 0);
-  uint64_t now = jamb_now();
+  uint64_t now = bench_now();
   if (r < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
       return;
@@ -1453,19 +898,12 @@ static void jamb_conn_readable(jamb_conn_t *c, char *buf) {
   }
   size_t n = (size_t)r;
   if (c->state == JAMB_CONN_HEAD) {
-    size_t before = c->carry.len;
-    if (jamb_buf_append(&c->carry, buf, n, JAMB_HEAD_MAX + JAMB_READ_CHUNK) != 0) {
+    size_t hend;
+    int rc = bench_head_collect(&c->carry, buf, n, JAMB_HEAD_MAX, JAMB_READ_CHUNK, &hend);
+    if (rc < 0)
       jamb_conn_close(c, "response head too large");
+    if (rc <= 0)
       return;
-    }
-    size_t from = before > 3 ? before - 3 : 0;
-    size_t hend = jamb_head_end(c->carry.p + from, c->carry.len - from);
-    if (hend == 0) {
-      if (c->carry.len > JAMB_HEAD_MAX)
-        jamb_conn_close(c, "response head too large");
-      return;
-    }
-    hend += from;
     if (jamb_conn_head(c, hend) != 0)
       return;
     /* The terminator completed in this read, so the frame bytes after it are the last
@@ -1515,16 +953,16 @@ static uint64_t jamb_due(uint64_t k) {
 
 /* Sends every event due now and arms the timer for the next one. */
 static void jamb_pump(void) {
-  uint64_t now = jamb_now();
+  uint64_t now = bench_now();
   while (g.next_k < g.total && jamb_due(g.next_k) <= now) {
     jamb_send_event(g.next_k++);
     if ((g.next_k & 63) == 0)
-      now = jamb_now();
+      now = bench_now();
   }
   if (g.next_k < g.total) {
     uint64_t due = jamb_due(g.next_k);
     struct itimerspec its = {
-        .it_value = {.tv_sec = (time_t)(due / JAMB_NS), .tv_nsec = (long)(due % JAMB_NS)}};
+        .it_value = {.tv_sec = (time_t)(due / BENCH_NS), .tv_nsec = (long)(due % BENCH_NS)}};
     timerfd_settime(g.tfd, TFD_TIMER_ABSTIME, &its, NULL);
   }
 }
@@ -1536,7 +974,7 @@ static void jamb_poll(int timeout_ms, char *buf) {
   if (n < 0) {
     if (errno == EINTR)
       return;
-    jamb_die("epoll_wait: %s", strerror(errno));
+    bench_die("epoll_wait: %s", strerror(errno));
   }
   for (int i = 0; i < n; i++) {
     uint32_t tag = (uint32_t)(evs[i].data.u64 >> 32);
@@ -1546,7 +984,7 @@ static void jamb_poll(int timeout_ms, char *buf) {
     } else if (tag == JAMB_TAG_TIMER) {
       uint64_t ticks;
       if (read(g.tfd, &ticks, sizeof ticks) < 0 && errno != EAGAIN)
-        jamb_die("timerfd read: %s", strerror(errno));
+        bench_die("timerfd read: %s", strerror(errno));
     }
   }
 }
@@ -1564,7 +1002,7 @@ static int jamb_connect_all(char *buf) {
       return -1;
     if (g.closed > 0 && g.started == g.n && g.welcomed + g.closed >= g.n)
       return -1;
-    if (jamb_now() >= deadline)
+    if (bench_now() >= deadline)
       return -1;
     jamb_poll(JAMB_TICK_MS, buf);
   }
@@ -1573,13 +1011,13 @@ static int jamb_connect_all(char *buf) {
 /* Join phase: every room created and every participant joined. Returns 0 when so. */
 static int jamb_join_all(char *buf) {
   g.phase = JAMB_PHASE_JOIN;
-  uint64_t deadline = jamb_now() + (uint64_t)(g.o.timeout_s * 1e9);
+  uint64_t deadline = bench_now() + (uint64_t)(g.o.timeout_s * 1e9);
   for (uint32_t r = 0; r < g.o.rooms; r++)
     jamb_create(r);
   for (;;) {
     if (g.joined == g.n)
       return 0;
-    if (g.setup_errors > 0 || g.closed > 0 || jamb_now() >= deadline)
+    if (g.setup_errors > 0 || g.closed > 0 || bench_now() >= deadline)
       return -1;
     jamb_poll(JAMB_TICK_MS, buf);
   }
@@ -1590,10 +1028,10 @@ static void jamb_run(char *buf) {
   g.phase = JAMB_PHASE_RUN;
   uint64_t tmo = (uint64_t)(g.o.timeout_s * 1e9);
   uint64_t p1 = g.o.participants - 1;
-  g.t0 = jamb_now();
+  g.t0 = bench_now();
   jamb_pump();
   for (;;) {
-    uint64_t now = jamb_now();
+    uint64_t now = bench_now();
     if (g.next_k == g.total && g.delivered == g.sent * p1 && g.acked_n == g.sent) {
       g.stop_reason = "all delivered and acknowledged";
       return;
@@ -1614,10 +1052,6 @@ static void jamb_run(char *buf) {
 /* ------------------------------------------------------------------------------------
  * Report
  * ---------------------------------------------------------------------------------- */
-
-static double jamb_ms(uint64_t ns) {
-  return (double)ns / 1e6;
-}
 
 /* Seqs of every room never seen below the room's highest; sets g.seq_gaps. */
 static void jamb_count_gaps(void) {
@@ -1664,9 +1098,9 @@ static void jamb_report(void) {
                         ? (double)(g.t_last_delivery - g.t_first_send) / 1e9
                         : 0.0;
   double dps = window_s > 0 ? (double)g.delivered / window_s : 0.0;
-  uint64_t p50 = jamb_hist_quantile(&g.lat, 0.50), p90 = jamb_hist_quantile(&g.lat, 0.90),
-           p99 = jamb_hist_quantile(&g.lat, 0.99);
-  uint64_t a50 = jamb_hist_quantile(&g.ack_lat, 0.50), a99 = jamb_hist_quantile(&g.ack_lat, 0.99);
+  uint64_t p50 = bench_hist_quantile(&g.lat, 0.50), p90 = bench_hist_quantile(&g.lat, 0.90),
+           p99 = bench_hist_quantile(&g.lat, 0.99);
+  uint64_t a50 = bench_hist_quantile(&g.ack_lat, 0.50), a99 = bench_hist_quantile(&g.ack_lat, 0.99);
   long tck = sysconf(_SC_CLK_TCK);
   double cpu_s = g.cpu_start >= 0 && g.cpu_end >= 0 && tck > 0
                      ? (double)(g.cpu_end - g.cpu_start) / (double)tck
@@ -1696,7 +1130,7 @@ static void jamb_report(void) {
            g.rooms_created, o->rooms, g.joined, g.n, g.setup_errors);
   printf("  events             %" PRIu64 " of %" PRIu64 " sent in %.3f s (%.0f/s), %" PRIu64
          " acked (ack ms p50 %.3f p99 %.3f), %" PRIu64 " refused by error%s\n",
-         g.sent, g.total, send_s, send_rate, g.acked_n, jamb_ms(a50), jamb_ms(a99), g.errors,
+         g.sent, g.total, send_s, send_rate, g.acked_n, bench_ms(a50), bench_ms(a99), g.errors,
          g.send_skipped ? " (some skipped: connection closed)" : "");
   printf("  deliveries         %" PRIu64 " / %" PRIu64 " expected (%.2f %%; each event to the P-1=%" PRIu32
          " others)\n",
@@ -1704,7 +1138,7 @@ static void jamb_report(void) {
          P - 1);
   printf("  deliveries/s       %.0f (first send to last delivery: %.3f s)\n", dps, window_s);
   printf("  relay latency ms   p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  (%" PRIu64 " samples)\n",
-         jamb_ms(p50), jamb_ms(p90), jamb_ms(p99), jamb_ms(g.lat.max), g.lat.n);
+         bench_ms(p50), bench_ms(p90), bench_ms(p99), bench_ms(g.lat.max), g.lat.n);
   printf("  lost               %" PRIu64 " (%" PRIu64 " sender->receiver pairs short)\n", lost,
          pairs_short);
   printf("  duplicates         %" PRIu64 "\n", g.dups);
@@ -1778,7 +1212,7 @@ static void jamb_report(void) {
            "\"connection_problem\":\"%s\",\"setup_problem\":\"%s\",\"error_message\":\"%s\"}\n",
            o->rooms, P, g.n, o->rate, o->duration_s, o->payload, g.welcomed, connect_s, g.joined,
            join_s, g.total, g.sent, g.acked_n, send_rate, expected, g.delivered, dps, window_s,
-           jamb_ms(p50), jamb_ms(p90), jamb_ms(p99), jamb_ms(g.lat.max), jamb_ms(a50), jamb_ms(a99),
+           bench_ms(p50), bench_ms(p90), bench_ms(p99), bench_ms(g.lat.max), bench_ms(a50), bench_ms(a99),
            lost, pairs_short, g.dups, g.ooo, g.own_echo, g.wrong_room, g.sender_mismatch,
            g.foreign, seq_errors, g.seq_disorder, g.seq_conflict, g.seq_range, g.seq_gaps,
            g.ack_dups, g.ack_bad, g.errors, g.rate_limited, g.setup_errors, g.join_notices,
@@ -1795,18 +1229,7 @@ static void jamb_report(void) {
 
 /* Raises RLIMIT_NOFILE's soft limit to the hard one; dies when the sockets cannot fit. */
 static void jamb_raise_nofile(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-    jamb_die("getrlimit: %s", strerror(errno));
-  if (rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-      jamb_die("setrlimit: %s", strerror(errno));
-  }
-  uint64_t need = (uint64_t)g.o.rooms * g.o.participants + 16;
-  if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
-    jamb_die("%" PRIu64 " descriptors needed but RLIMIT_NOFILE is %llu (hard limit)", need,
-             (unsigned long long)rl.rlim_cur);
+  bench_raise_nofile((uint64_t)g.o.rooms * g.o.participants + 16, "");
 }
 
 static void jamb_setup(void) {
@@ -1814,7 +1237,7 @@ static void jamb_setup(void) {
   g.n = o->rooms * o->participants;
   double per = o->rate * o->duration_s + 0.5;
   if (per < 1 || per > 100000000)
-    jamb_die("--rate x --duration must give 1 to 1e8 events per participant");
+    bench_die("--rate x --duration must give 1 to 1e8 events per participant");
   g.per = (uint32_t)per;
   g.total = (uint64_t)g.n * g.per;
   g.pair_words = ((size_t)g.per + 63) / 64;
@@ -1822,7 +1245,7 @@ static void jamb_setup(void) {
   uint64_t bytes = pairs * (g.pair_words * 8 + 12) + g.total * 9 +
                    (uint64_t)o->rooms * ((uint64_t)o->participants * g.per + 16) * 8;
   if (bytes > JAMB_STATE_MAX)
-    jamb_die("R x P x P x E x D too large: %" PRIu64 " MiB of bookkeeping", bytes >> 20);
+    bench_die("R x P x P x E x D too large: %" PRIu64 " MiB of bookkeeping", bytes >> 20);
   g.msg_max = (size_t)o->payload + JAMB_MSG_SLACK;
   static const char key_hdr[] = "Sec-WebSocket-Key: ";
   int rl = snprintf(g.req, sizeof g.req,
@@ -1831,38 +1254,38 @@ static void jamb_setup(void) {
                     "%s------------------------\r\nSec-WebSocket-Version: 13\r\n\r\n",
                     o->host, o->port, key_hdr);
   if (rl < 0 || (size_t)rl >= sizeof g.req)
-    jamb_die("request too long");
+    bench_die("request too long");
   g.req_len = (size_t)rl;
   g.req_key_off = (size_t)(strstr(g.req, key_hdr) - g.req) + sizeof key_hdr - 1;
   /* the RFC 6455 1.3 example checks SHA-1 and base64 once */
   char acc[29];
-  jamb_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", acc);
+  bench_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", acc);
   if (strcmp(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") != 0)
-    jamb_die("internal: Sec-WebSocket-Accept self-check failed (%s)", acc);
-  g.conns = jamb_xcalloc(g.n, sizeof *g.conns);
+    bench_die("internal: Sec-WebSocket-Accept self-check failed (%s)", acc);
+  g.conns = bench_xcalloc(g.n, sizeof *g.conns);
   for (uint32_t i = 0; i < g.n; i++) {
     g.conns[i].fd = -1;
     g.conns[i].room = i / o->participants;
     g.conns[i].local = i % o->participants;
   }
-  g.rooms = jamb_xcalloc(o->rooms, sizeof *g.rooms);
+  g.rooms = bench_xcalloc(o->rooms, sizeof *g.rooms);
   for (uint32_t r = 0; r < o->rooms; r++) {
     g.rooms[r].seq_cap = (uint64_t)o->participants * g.per + 16;
-    g.rooms[r].seq_owner = jamb_xcalloc(g.rooms[r].seq_cap, sizeof(uint64_t));
+    g.rooms[r].seq_owner = bench_xcalloc(g.rooms[r].seq_cap, sizeof(uint64_t));
   }
-  g.pair_seen = jamb_xcalloc(pairs * g.pair_words, sizeof(uint64_t));
-  g.pair_count = jamb_xcalloc(pairs, sizeof(uint32_t));
-  g.pair_max = jamb_xcalloc(pairs, sizeof(int64_t));
+  g.pair_seen = bench_xcalloc(pairs * g.pair_words, sizeof(uint64_t));
+  g.pair_count = bench_xcalloc(pairs, sizeof(uint32_t));
+  g.pair_max = bench_xcalloc(pairs, sizeof(int64_t));
   for (uint64_t k = 0; k < pairs; k++)
     g.pair_max[k] = -1;
-  g.sent_t = jamb_xcalloc(g.total, sizeof(uint64_t));
-  g.acked = jamb_xcalloc(g.total, 1);
+  g.sent_t = bench_xcalloc(g.total, sizeof(uint64_t));
+  g.acked = bench_xcalloc(g.total, 1);
   g.ep = epoll_create1(EPOLL_CLOEXEC);
   if (g.ep < 0)
-    jamb_die("epoll_create1: %s", strerror(errno));
+    bench_die("epoll_create1: %s", strerror(errno));
   g.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (g.tfd < 0)
-    jamb_die("timerfd_create: %s", strerror(errno));
+    bench_die("timerfd_create: %s", strerror(errno));
   jamb_ep_ctl(EPOLL_CTL_ADD, g.tfd, EPOLLIN, JAMB_TAG_TIMER, 0);
   g.rss_before = g.rss_joined = g.rss_end = -1;
   g.cpu_start = g.cpu_end = g.sched_start = g.sched_end = -1;
@@ -1881,25 +1304,25 @@ static void jamb_teardown(void) {
 static void jamb_server_end(void) {
   if (!g.o.server_pid)
     return;
-  g.cpu_end = jamb_proc_cpu_ticks(g.o.server_pid);
-  g.sched_end = jamb_proc_cpu_ns(g.o.server_pid);
-  g.rss_end = jamb_proc_rss_kib(g.o.server_pid);
+  g.cpu_end = bench_proc_cpu_ticks(g.o.server_pid);
+  g.sched_end = bench_proc_cpu_ns(g.o.server_pid);
+  g.rss_end = bench_proc_rss_kib(g.o.server_pid);
 }
 
 int main(int argc, char **argv) {
   jamb_opts_parse(argc, argv, &g.o);
   signal(SIGPIPE, SIG_IGN);
-  jamb_rand_seed();
+  bench_rand_seed();
   jamb_raise_nofile();
   jamb_setup();
   static char buf[JAMB_READ_CHUNK];
 
   if (g.o.server_pid) {
-    if (jamb_proc_rss_kib(g.o.server_pid) < 0)
-      jamb_die("cannot read /proc/%ld/status", g.o.server_pid);
-    g.rss_before = jamb_proc_rss_kib(g.o.server_pid);
+    if (bench_proc_rss_kib(g.o.server_pid) < 0)
+      bench_die("cannot read /proc/%ld/status", g.o.server_pid);
+    g.rss_before = bench_proc_rss_kib(g.o.server_pid);
   }
-  g.t_connect_start = jamb_now();
+  g.t_connect_start = bench_now();
   if (jamb_connect_all(buf) != 0) {
     g.stop_reason = "connect phase failed";
     fprintf(stderr,
@@ -1911,7 +1334,7 @@ int main(int argc, char **argv) {
     jamb_teardown();
     return 2;
   }
-  g.t_connected = jamb_now();
+  g.t_connected = bench_now();
   if (jamb_join_all(buf) != 0) {
     g.stop_reason = "join phase failed";
     fprintf(stderr,
@@ -1924,14 +1347,14 @@ int main(int argc, char **argv) {
     jamb_teardown();
     return 2;
   }
-  g.t_joined = jamb_now();
+  g.t_joined = bench_now();
   if (g.o.server_pid) {
-    g.rss_joined = jamb_proc_rss_kib(g.o.server_pid);
-    g.cpu_start = jamb_proc_cpu_ticks(g.o.server_pid);
-    g.sched_start = jamb_proc_cpu_ns(g.o.server_pid);
+    g.rss_joined = bench_proc_rss_kib(g.o.server_pid);
+    g.cpu_start = bench_proc_cpu_ticks(g.o.server_pid);
+    g.sched_start = bench_proc_cpu_ns(g.o.server_pid);
   }
   jamb_run(buf);
-  g.t_end = jamb_now();
+  g.t_end = bench_now();
   jamb_server_end();
   jamb_count_gaps();
   jamb_report();

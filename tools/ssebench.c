@@ -1,7 +1,8 @@
 /*
  * ssebench: SSE and WebSocket fan-out load generator for tutti.
  *
- * One file, one thread, one epoll loop, libc and zlib only. It
+ * One program (plus the helpers of benchlib.c), one thread, one epoll loop, libc and zlib
+ * only. It
  *   1. opens N subscriber streams to a loopback server with non-blocking connects, at
  *      most SSEB_CONNECT_INFLIGHT handshakes at a time, and waits until every stream is
  *      ready: with --transport sse (default) GET /sse/{channel} and its `connected`
@@ -54,12 +55,11 @@
  * (RSS and CPU summed over them, and CPU shown per PID), and --aux-pid reads the CPU
  * time of further processes (e.g. Redis) over the same window, reported on its own.
  *
- * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o ssebench ssebench.c -lz
+ * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o ssebench ssebench.c benchlib.c -lz
  * Only loopback addresses (127.0.0.0/8) are accepted as targets.
  */
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -68,19 +68,20 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include "benchlib.h"
+
+const char bench_prog[] = "ssebench"; /* named by bench_die */
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -108,349 +109,12 @@
 #define SSEB_TAG_PUB 2u
 #define SSEB_TAG_TIMER 3u
 
-#define SSEB_NS 1000000000ull
-
 #define SSEB_ZCACHE 32 /* inflated messages remembered (see sseb_inflate_cached) */
 
-#define SSEB_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define SSEB_WS_OFFER "permessage-deflate; client_max_window_bits" /* what browsers send */
 
 #define SSEB_MAX_PORTS 16 /* --sub-ports entries */
 #define SSEB_MAX_PIDS 16  /* --server-pid and --aux-pid entries */
-
-/* ------------------------------------------------------------------------------------
- * Small utilities: time, fatal errors, growable buffers
- * ---------------------------------------------------------------------------------- */
-
-/* Monotonic time in ns; the same clock the message timestamps use. */
-static uint64_t sseb_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * SSEB_NS + (uint64_t)ts.tv_nsec;
-}
-
-/* Prints "ssebench: msg" to stderr and exits with status 2 (setup error). */
-static void sseb_die(const char *fmt, ...) {
-  va_list ap;
-  fputs("ssebench: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputc('\n', stderr);
-  exit(2);
-}
-
-/* Allocation wrappers: abort with a message on out-of-memory, so call sites stay clean. */
-static void *sseb_xrealloc(void *p, size_t n) {
-  void *q = realloc(p, n ? n : 1);
-  if (q == NULL)
-    sseb_die("out of memory (%zu bytes)", n);
-  return q;
-}
-
-static void *sseb_xcalloc(size_t count, size_t size) {
-  void *p = calloc(count ? count : 1, size ? size : 1);
-  if (p == NULL)
-    sseb_die("out of memory (%zu x %zu bytes)", count, size);
-  return p;
-}
-
-/* A growable byte buffer. `p` is owned by the buffer and may move on every append. */
-typedef struct sseb_buf_s {
-  char *p;
-  size_t len;
-  size_t cap;
-} sseb_buf_t;
-
-/* Appends n bytes; returns 0, or -ENOSPC when the result would exceed max bytes
- * (the buffer is then unchanged). */
-static int sseb_buf_append(sseb_buf_t *b, const char *src, size_t n, size_t max) {
-  if (b->len + n > max)
-    return -ENOSPC;
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n)
-      cap *= 2;
-    b->p = sseb_xrealloc(b->p, cap);
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, src, n);
-  b->len += n;
-  return 0;
-}
-
-/* Drops the first n bytes, keeping the rest at the front. */
-static void sseb_buf_consume(sseb_buf_t *b, size_t n) {
-  memmove(b->p, b->p + n, b->len - n);
-  b->len -= n;
-}
-
-static void sseb_buf_free(sseb_buf_t *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
-
-/* Writes `"key"` (keys of at most 29 bytes) to pat; returns its length. Called per
- * delivery, so without snprintf. */
-static int sseb_json_key(char pat[32], const char *key) {
-  size_t kl = strnlen(key, 29);
-  pat[0] = '"';
-  memcpy(pat + 1, key, kl);
-  pat[kl + 1] = '"';
-  return (int)kl + 2;
-}
-
-/* Finds `"key":` in [p, p+n) and parses the unsigned integer after it (spaces allowed
- * around the colon). Returns 0, or -ENOENT when absent or not a number. */
-static int sseb_json_u64(const char *p, size_t n, const char *key, uint64_t *out) {
-  char pat[32];
-  int plen = sseb_json_key(pat, key);
-  const char *end = p + n;
-  const char *at = memmem(p, n, pat, (size_t)plen);
-  if (at == NULL)
-    return -ENOENT;
-  at += plen;
-  while (at < end && (*at == ' ' || *at == '\t'))
-    at++;
-  if (at == end || *at != ':')
-    return -ENOENT;
-  at++;
-  while (at < end && (*at == ' ' || *at == '\t'))
-    at++;
-  if (at == end || *at < '0' || *at > '9')
-    return -ENOENT;
-  uint64_t v = 0;
-  while (at < end && *at >= '0' && *at <= '9') {
-    if (v > (UINT64_MAX - 9) / 10)
-      return -ENOENT;
-    v = v * 10 + (uint64_t)(*at - '0');
-    at++;
-  }
-  *out = v;
-  return 0;
-}
-
-/* Finds `"key":"` in [p, p+n) (spaces allowed around the colon) and sets *val, *vlen
- * to the string value up to the next quote (the values read here need no escapes).
- * Occurrences not followed by a colon and a string (e.g. the key as a value) are
- * skipped. Returns 0, or -ENOENT. */
-static int sseb_json_str(const char *p, size_t n, const char *key, const char **val,
-                         size_t *vlen) {
-  char pat[32];
-  int plen = sseb_json_key(pat, key);
-  const char *end = p + n, *from = p;
-  while (from < end) {
-    const char *at = memmem(from, (size_t)(end - from), pat, (size_t)plen);
-    if (at == NULL)
-      return -ENOENT;
-    from = at + 1;
-    at += plen;
-    while (at < end && (*at == ' ' || *at == '\t'))
-      at++;
-    if (at == end || *at != ':')
-      continue;
-    at++;
-    while (at < end && (*at == ' ' || *at == '\t'))
-      at++;
-    if (at == end || *at != '"')
-      continue;
-    at++;
-    const char *q = memchr(at, '"', (size_t)(end - at));
-    if (q == NULL)
-      return -ENOENT;
-    *val = at;
-    *vlen = (size_t)(q - at);
-    return 0;
-  }
-  return -ENOENT;
-}
-
-/* Makes room for at least `extra` more bytes. */
-static void sseb_buf_reserve(sseb_buf_t *b, size_t extra) {
-  if (b->len + extra <= b->cap)
-    return;
-  size_t cap = b->cap ? b->cap : 256;
-  while (cap < b->len + extra)
-    cap *= 2;
-  b->p = sseb_xrealloc(b->p, cap);
-  b->cap = cap;
-}
-
-/* ------------------------------------------------------------------------------------
- * WebSocket helpers: PRNG (keys and masks), SHA-1 and base64 (Sec-WebSocket-Accept)
- * ---------------------------------------------------------------------------------- */
-
-static uint64_t sseb_rng_state;
-
-/* xorshift64*: plenty for handshake nonces and frame masks of a benchmark client. */
-static uint64_t sseb_rand(void) {
-  uint64_t x = sseb_rng_state;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
-  sseb_rng_state = x;
-  return x * 0x2545F4914F6CDD1Dull;
-}
-
-static void sseb_rand_seed(void) {
-  uint64_t seed = 0;
-  if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed)
-    seed = sseb_now() ^ ((uint64_t)getpid() << 32);
-  sseb_rng_state = seed ? seed : 0x9E3779B97F4A7C15ull;
-}
-
-static uint32_t sseb_rol32(uint32_t x, unsigned n) {
-  return (x << n) | (x >> (32u - n));
-}
-
-/* SHA-1 of len bytes (FIPS 180-4), only for the 60-byte handshake string. */
-static void sseb_sha1(const void *data, size_t len, uint8_t out[20]) {
-  uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
-  const uint8_t *in = data;
-  uint64_t bits = (uint64_t)len * 8;
-  size_t total = ((len + 8) / 64 + 1) * 64; /* message + 0x80 + zeros + 64-bit length */
-  for (size_t off = 0; off < total; off += 64) {
-    uint8_t blk[64];
-    for (size_t i = 0; i < 64; i++) {
-      size_t k = off + i;
-      if (k < len)
-        blk[i] = in[k];
-      else if (k == len)
-        blk[i] = 0x80;
-      else if (k >= total - 8)
-        blk[i] = (uint8_t)(bits >> (8 * (total - 1 - k)));
-      else
-        blk[i] = 0;
-    }
-    uint32_t w[80];
-    for (int i = 0; i < 16; i++)
-      w[i] = (uint32_t)blk[4 * i] << 24 | (uint32_t)blk[4 * i + 1] << 16 |
-             (uint32_t)blk[4 * i + 2] << 8 | (uint32_t)blk[4 * i + 3];
-    for (int i = 16; i < 80; i++)
-      w[i] = sseb_rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-    for (int i = 0; i < 80; i++) {
-      uint32_t f, k;
-      if (i < 20) {
-        f = (b & c) | (~b & d);
-        k = 0x5A827999u;
-      } else if (i < 40) {
-        f = b ^ c ^ d;
-        k = 0x6ED9EBA1u;
-      } else if (i < 60) {
-        f = (b & c) | (b & d) | (c & d);
-        k = 0x8F1BBCDCu;
-      } else {
-        f = b ^ c ^ d;
-        k = 0xCA62C1D6u;
-      }
-      uint32_t t = sseb_rol32(a, 5) + f + e + k + w[i];
-      e = d;
-      d = c;
-      c = sseb_rol32(b, 30);
-      b = a;
-      a = t;
-    }
-    h[0] += a;
-    h[1] += b;
-    h[2] += c;
-    h[3] += d;
-    h[4] += e;
-  }
-  for (int i = 0; i < 5; i++) {
-    out[4 * i] = (uint8_t)(h[i] >> 24);
-    out[4 * i + 1] = (uint8_t)(h[i] >> 16);
-    out[4 * i + 2] = (uint8_t)(h[i] >> 8);
-    out[4 * i + 3] = (uint8_t)h[i];
-  }
-}
-
-/* Standard base64 with padding; out needs 4 * ceil(n / 3) + 1 bytes. */
-static void sseb_base64(const uint8_t *in, size_t n, char *out) {
-  static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t o = 0;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16;
-    if (i + 1 < n)
-      v |= (uint32_t)in[i + 1] << 8;
-    if (i + 2 < n)
-      v |= in[i + 2];
-    out[o++] = tab[(v >> 18) & 63];
-    out[o++] = tab[(v >> 12) & 63];
-    out[o++] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
-    out[o++] = i + 2 < n ? tab[v & 63] : '=';
-  }
-  out[o] = '\0';
-}
-
-/* Sec-WebSocket-Accept for a 24-character key: base64(SHA-1(key + GUID)), 28 chars. */
-static void sseb_ws_accept(const char key[24], char out[29]) {
-  char cat[24 + sizeof SSEB_WS_GUID];
-  memcpy(cat, key, 24);
-  memcpy(cat + 24, SSEB_WS_GUID, sizeof SSEB_WS_GUID - 1);
-  uint8_t d[20];
-  sseb_sha1(cat, 24 + sizeof SSEB_WS_GUID - 1, d);
-  sseb_base64(d, sizeof d, out);
-}
-
-/* ------------------------------------------------------------------------------------
- * Latency histogram: log-linear buckets, 64 per power of two (error under 1.6 %),
- * covering every uint64_t value of nanoseconds in 3776 counters.
- * ---------------------------------------------------------------------------------- */
-
-#define SSEB_HIST_SUB 64
-#define SSEB_HIST_BUCKETS (59 * SSEB_HIST_SUB)
-
-typedef struct sseb_hist_s {
-  uint64_t count[SSEB_HIST_BUCKETS];
-  uint64_t n;
-  uint64_t max;
-} sseb_hist_t;
-
-static unsigned sseb_hist_index(uint64_t v) {
-  if (v < SSEB_HIST_SUB)
-    return (unsigned)v;
-  unsigned e = 63u - (unsigned)__builtin_clzll(v); /* e >= 6 */
-  return (e - 5u) * SSEB_HIST_SUB + (unsigned)((v >> (e - 6u)) & (SSEB_HIST_SUB - 1));
-}
-
-/* Middle of bucket i, the value reported for a percentile falling in it. */
-static uint64_t sseb_hist_value(unsigned i) {
-  if (i < SSEB_HIST_SUB)
-    return i;
-  unsigned e = i / SSEB_HIST_SUB + 5u;
-  uint64_t sub = i % SSEB_HIST_SUB;
-  uint64_t low = (SSEB_HIST_SUB + sub) << (e - 6u);
-  return low + ((1ull << (e - 6u)) >> 1);
-}
-
-static void sseb_hist_add(sseb_hist_t *h, uint64_t v) {
-  h->count[sseb_hist_index(v)]++;
-  h->n++;
-  if (v > h->max)
-    h->max = v;
-}
-
-/* Value (ns) at quantile q in [0, 1]; never above the exact maximum. 0 when empty. */
-static uint64_t sseb_hist_quantile(const sseb_hist_t *h, double q) {
-  if (h->n == 0)
-    return 0;
-  uint64_t rank = (uint64_t)(q * (double)h->n);
-  if (rank < 1)
-    rank = 1;
-  if (rank > h->n)
-    rank = h->n;
-  uint64_t seen = 0;
-  for (unsigned i = 0; i < SSEB_HIST_BUCKETS; i++) {
-    seen += h->count[i];
-    if (seen >= rank) {
-      uint64_t v = sseb_hist_value(i);
-      return v > h->max ? h->max : v;
-    }
-  }
-  return h->max;
-}
 
 /* ------------------------------------------------------------------------------------
  * Chunked transfer coding decoder (incremental)
@@ -573,83 +237,6 @@ static long sseb_chunk_decode(sseb_chunk_t *c, const char *in, size_t n, char *o
 }
 
 /* ------------------------------------------------------------------------------------
- * HTTP response head
- * ---------------------------------------------------------------------------------- */
-
-typedef struct sseb_head_s {
-  int status;          /* status code, 0 if the status line is unreadable */
-  int chunked;         /* Transfer-Encoding: chunked */
-  int event_stream;    /* Content-Type: text/event-stream */
-  long content_length; /* -1 when absent */
-  /* WebSocket upgrade answers */
-  int upgrade_ws;    /* Upgrade: websocket */
-  int conn_upgrade;  /* Connection: has the upgrade token */
-  int ext_deflate;   /* Sec-WebSocket-Extensions: permessage-deflate */
-  int ext_snct;      /* ... with server_no_context_takeover */
-  int ext_other;     /* an extension header naming anything else */
-  char accept[64];   /* Sec-WebSocket-Accept, trimmed; "" when absent */
-} sseb_head_t;
-
-/* Parses a response head of `len` bytes (status line and headers, without the final
- * empty line). Header names are matched case-insensitively. */
-static void sseb_head_parse(const char *p, size_t len, sseb_head_t *h) {
-  h->status = 0;
-  h->chunked = 0;
-  h->event_stream = 0;
-  h->content_length = -1;
-  h->upgrade_ws = h->conn_upgrade = h->ext_deflate = h->ext_snct = h->ext_other = 0;
-  h->accept[0] = '\0';
-  if (len >= 12 && memcmp(p, "HTTP/1.", 7) == 0 && p[8] == ' ' && p[9] >= '1' && p[9] <= '5' &&
-      p[10] >= '0' && p[10] <= '9' && p[11] >= '0' && p[11] <= '9')
-    h->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-  const char *end = p + len;
-  const char *line = memchr(p, '\n', len);
-  while (line != NULL && line + 1 < end) {
-    line++;
-    const char *eol = memchr(line, '\n', (size_t)(end - line));
-    size_t llen = (size_t)((eol ? eol : end) - line);
-    char buf[256];
-    size_t cl = llen < sizeof buf - 1 ? llen : sizeof buf - 1;
-    memcpy(buf, line, cl);
-    while (cl > 0 && (buf[cl - 1] == '\r' || buf[cl - 1] == ' ' || buf[cl - 1] == '\t'))
-      cl--;
-    buf[cl] = '\0';
-    if (strncasecmp(buf, "transfer-encoding:", 18) == 0 && strcasestr(buf, "chunked"))
-      h->chunked = 1;
-    else if (strncasecmp(buf, "content-type:", 13) == 0 && strcasestr(buf, "text/event-stream"))
-      h->event_stream = 1;
-    else if (strncasecmp(buf, "content-length:", 15) == 0)
-      h->content_length = strtol(buf + 15, NULL, 10);
-    else if (strncasecmp(buf, "upgrade:", 8) == 0 && strcasestr(buf + 8, "websocket"))
-      h->upgrade_ws = 1;
-    else if (strncasecmp(buf, "connection:", 11) == 0 && strcasestr(buf + 11, "upgrade"))
-      h->conn_upgrade = 1;
-    else if (strncasecmp(buf, "sec-websocket-accept:", 21) == 0) {
-      const char *v = buf + 21;
-      while (*v == ' ' || *v == '\t')
-        v++;
-      size_t al = strlen(v) < sizeof h->accept - 1 ? strlen(v) : sizeof h->accept - 1;
-      memcpy(h->accept, v, al);
-      h->accept[al] = '\0';
-    } else if (strncasecmp(buf, "sec-websocket-extensions:", 25) == 0) {
-      if (strcasestr(buf + 25, "permessage-deflate"))
-        h->ext_deflate = 1;
-      else
-        h->ext_other = 1;
-      if (strcasestr(buf + 25, "server_no_context_takeover"))
-        h->ext_snct = 1;
-    }
-    line = eol;
-  }
-}
-
-/* Returns the offset just past "\r\n\r\n" in [p, p+n), or 0 when not there yet. */
-static size_t sseb_head_end(const char *p, size_t n) {
-  const char *at = memmem(p, n, "\r\n\r\n", 4);
-  return at ? (size_t)(at - p) + 4 : 0;
-}
-
-/* ------------------------------------------------------------------------------------
  * Options
  * ---------------------------------------------------------------------------------- */
 
@@ -716,15 +303,6 @@ static void sseb_usage(FILE *f) {
       f);
 }
 
-static double sseb_parse_num(const char *opt, const char *s, double min, double max) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end != '\0' || !(v >= min && v <= max))
-    sseb_die("%s: '%s' is not a number in [%g, %g]", opt, s, min, max);
-  return v;
-}
-
 /* Parses a comma-separated list of at most maxn numbers in [min, max] into out;
  * returns how many. */
 static uint32_t sseb_parse_list(const char *opt, const char *s, double min, double max,
@@ -736,12 +314,12 @@ static uint32_t sseb_parse_list(const char *opt, const char *s, double min, doub
     size_t len = comma ? (size_t)(comma - p) : strlen(p);
     char item[32];
     if (len == 0 || len >= sizeof item)
-      sseb_die("%s: '%s' is not a comma-separated list of numbers", opt, s);
+      bench_die("%s: '%s' is not a comma-separated list of numbers", opt, s);
     if (n == maxn)
-      sseb_die("%s: at most %u entries", opt, (unsigned)maxn);
+      bench_die("%s: at most %u entries", opt, (unsigned)maxn);
     memcpy(item, p, len);
     item[len] = '\0';
-    out[n++] = (long)sseb_parse_num(opt, item, min, max);
+    out[n++] = (long)bench_parse_num(opt, item, min, max);
     if (comma == NULL)
       return n;
     p = comma + 1;
@@ -786,16 +364,16 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     switch (c) {
       case 'h': o->host = optarg; break;
-      case 'p': o->port = (unsigned)sseb_parse_num("--port", optarg, 1, 65535); break;
+      case 'p': o->port = (unsigned)bench_parse_num("--port", optarg, 1, 65535); break;
       case 'c': o->channel = optarg; break;
       case 'n':
-        o->subscribers = (uint32_t)sseb_parse_num("--subscribers", optarg, 1, 5000000);
+        o->subscribers = (uint32_t)bench_parse_num("--subscribers", optarg, 1, 5000000);
         break;
-      case 'm': o->messages = (uint32_t)sseb_parse_num("--messages", optarg, 1, 100000000); break;
-      case 'r': o->rate = sseb_parse_num("--rate", optarg, 0, 10000000); break;
-      case 'w': o->window = (uint32_t)sseb_parse_num("--window", optarg, 1, 1000000); break;
-      case 'b': o->payload = (uint32_t)sseb_parse_num("--payload", optarg, 0, 900000); break;
-      case 'k': o->publishers = (uint32_t)sseb_parse_num("--publishers", optarg, 1, 64); break;
+      case 'm': o->messages = (uint32_t)bench_parse_num("--messages", optarg, 1, 100000000); break;
+      case 'r': o->rate = bench_parse_num("--rate", optarg, 0, 10000000); break;
+      case 'w': o->window = (uint32_t)bench_parse_num("--window", optarg, 1, 1000000); break;
+      case 'b': o->payload = (uint32_t)bench_parse_num("--payload", optarg, 0, 900000); break;
+      case 'k': o->publishers = (uint32_t)bench_parse_num("--publishers", optarg, 1, 64); break;
       case 's':
         o->n_server_pids =
             sseb_parse_list("--server-pid", optarg, 1, 4194304, o->server_pids, SSEB_MAX_PIDS);
@@ -812,7 +390,7 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
         o->sub_ports_given = 1;
         break;
       }
-      case 't': o->timeout_s = sseb_parse_num("--timeout", optarg, 0.1, 3600); break;
+      case 't': o->timeout_s = bench_parse_num("--timeout", optarg, 0.1, 3600); break;
       case 'j': o->json = 1; break;
       case 'T':
         if (strcmp(optarg, "ws") == 0 || strcmp(optarg, "websocket") == 0)
@@ -820,7 +398,7 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
         else if (strcmp(optarg, "sse") == 0)
           o->ws = 0;
         else
-          sseb_die("--transport must be sse or ws, got '%s'", optarg);
+          bench_die("--transport must be sse or ws, got '%s'", optarg);
         break;
       case 'D': o->deflate = 1; break;
       case 'I': o->inflate_all = 1; break;
@@ -830,7 +408,7 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
           if (strcmp(optarg, sseb_pad_names[i]) == 0)
             k = i;
         if (k < 0)
-          sseb_die("--pad must be x, words or random, got '%s'", optarg);
+          bench_die("--pad must be x, words or random, got '%s'", optarg);
         o->pad = k;
         break;
       }
@@ -839,115 +417,39 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
     }
   }
   if (optind < argc)
-    sseb_die("unexpected argument '%s' (see --help)", argv[optind]);
+    bench_die("unexpected argument '%s' (see --help)", argv[optind]);
   if (o->port == 0)
-    sseb_die("--port is required (see --help)");
+    bench_die("--port is required (see --help)");
   if (!o->sub_ports_given) {
     o->sub_ports[0] = o->port;
     o->n_sub_ports = 1;
   }
   if (o->deflate && !o->ws)
-    sseb_die("--deflate needs --transport ws");
+    bench_die("--deflate needs --transport ws");
   if (o->inflate_all && !o->deflate)
-    sseb_die("--inflate-every-copy needs --transport ws --deflate");
+    bench_die("--inflate-every-copy needs --transport ws --deflate");
   const char *host = strcmp(o->host, "localhost") == 0 ? "127.0.0.1" : o->host;
   if (inet_pton(AF_INET, host, &o->addr) != 1)
-    sseb_die("--host must be an IPv4 loopback address, got '%s'", o->host);
+    bench_die("--host must be an IPv4 loopback address, got '%s'", o->host);
   if ((ntohl(o->addr.s_addr) >> 24) != 127)
-    sseb_die("--host %s is not loopback: this tool only targets 127.0.0.0/8", o->host);
+    bench_die("--host %s is not loopback: this tool only targets 127.0.0.0/8", o->host);
   size_t clen = strlen(o->channel);
   if (clen == 0 || clen > 255 ||
       strspn(o->channel,
              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
              "0123456789_.:/-") != clen)
-    sseb_die("--channel must be 1-255 bytes of [A-Za-z0-9_.:/-]");
+    bench_die("--channel must be 1-255 bytes of [A-Za-z0-9_.:/-]");
 }
 
 /* ------------------------------------------------------------------------------------
  * Server figures from /proc
  * ---------------------------------------------------------------------------------- */
 
-/* VmRSS of pid in KiB, or -1 when unreadable. */
-static long sseb_proc_rss_kib(long pid) {
-  char path[64], line[256];
-  long kib = -1;
-  snprintf(path, sizeof path, "/proc/%ld/status", pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return -1;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, "VmRSS:", 6) == 0) {
-      kib = strtol(line + 6, NULL, 10);
-      break;
-    }
-  fclose(f);
-  return kib;
-}
-
-/* utime + stime of pid (all its threads, live and exited) in clock ticks, or -1. */
-static long long sseb_proc_cpu_ticks(long pid) {
-  char path[64], buf[2048];
-  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  char *p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-  if (p == NULL)
-    return -1;
-  p++;
-  /* After ')': field 3 (state) is token 0, so utime (14) is token 11, stime token 12. */
-  long long utime = -1, stime = -1;
-  char *save = NULL;
-  int idx = 0;
-  for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save), idx++) {
-    if (idx == 11)
-      utime = strtoll(tok, NULL, 10);
-    else if (idx == 12) {
-      stime = strtoll(tok, NULL, 10);
-      break;
-    }
-  }
-  return utime < 0 || stime < 0 ? -1 : utime + stime;
-}
-
-/* Time on CPU of all live threads of pid in ns, summed from /proc/PID/task/TID/schedstat
- * (first field), or -1 when unreadable. Far finer than the clock ticks of /proc/PID/stat,
- * but a thread that exits between two readings takes its time with it. */
-static long long sseb_proc_cpu_ns(long pid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%ld/task", pid);
-  DIR *d = opendir(path);
-  if (d == NULL)
-    return -1;
-  long long sum = 0;
-  int found = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_name[0] < '0' || e->d_name[0] > '9')
-      continue;
-    char file[128], line[128];
-    snprintf(file, sizeof file, "/proc/%ld/task/%.20s/schedstat", pid, e->d_name);
-    FILE *f = fopen(file, "r");
-    if (f == NULL)
-      continue; /* the thread just exited */
-    if (fgets(line, sizeof line, f)) {
-      sum += strtoll(line, NULL, 10);
-      found = 1;
-    }
-    fclose(f);
-  }
-  closedir(d);
-  return found ? sum : -1;
-}
-
 /* VmRSS summed over n PIDs in KiB, or -1 when one is unreadable. */
 static long sseb_pids_rss_kib(const long *pids, uint32_t n) {
   long sum = 0;
   for (uint32_t i = 0; i < n; i++) {
-    long v = sseb_proc_rss_kib(pids[i]);
+    long v = bench_proc_rss_kib(pids[i]);
     if (v < 0)
       return -1;
     sum += v;
@@ -961,7 +463,7 @@ static void sseb_pids_cpu(const long *pids, uint32_t n, long long *ticks, long l
                           long long *ns_each) {
   *ticks = *ns = 0;
   for (uint32_t i = 0; i < n; i++) {
-    long long t = sseb_proc_cpu_ticks(pids[i]), c = sseb_proc_cpu_ns(pids[i]);
+    long long t = bench_proc_cpu_ticks(pids[i]), c = bench_proc_cpu_ns(pids[i]);
     ns_each[i] = c;
     *ticks = t < 0 || *ticks < 0 ? -1 : *ticks + t;
     *ns = c < 0 || *ns < 0 ? -1 : *ns + c;
@@ -999,11 +501,11 @@ typedef struct sseb_sub_s {
   char event[SSEB_EVENT_MAX];
   char ws_key[24];    /* WebSocket: Sec-WebSocket-Key sent (base64, no NUL) */
   sseb_chunk_t chunk;
-  sseb_buf_t carry; /* response head, or the start of an SSE line / a WebSocket frame
+  bench_buf_t carry; /* response head, or the start of an SSE line / a WebSocket frame
                        split across reads */
-  sseb_buf_t data;  /* SSE: data: lines of the event being read, joined with '\n';
+  bench_buf_t data;  /* SSE: data: lines of the event being read, joined with '\n';
                        WebSocket: the fragments of a fragmented message */
-  sseb_buf_t out;   /* WebSocket: control frames (pong, close) not yet written */
+  bench_buf_t out;   /* WebSocket: control frames (pong, close) not yet written */
   uint64_t id_offset;   /* offset part of the event's id, if has_id */
   uint64_t last_offset; /* offset of the last message delivered */
   int64_t max_seq;      /* highest seq seen; -1 before any */
@@ -1015,9 +517,9 @@ typedef struct sseb_sub_s {
 typedef struct sseb_pub_s {
   int fd;         /* -1 once dead */
   int want_out;   /* EPOLLOUT registered */
-  sseb_buf_t out; /* requests not yet written, from out_off */
+  bench_buf_t out; /* requests not yet written, from out_off */
   size_t out_off;
-  sseb_buf_t in;  /* response bytes not yet parsed */
+  bench_buf_t in;  /* response bytes not yet parsed */
   uint32_t *fifo; /* seqs of requests awaiting a response, in order */
   uint32_t head;
   uint32_t tail;
@@ -1067,14 +569,14 @@ typedef struct sseb_s {
   uint64_t shutdowns;  /* `shutdown` events */
   uint64_t other_events;
   char sub_error[256]; /* the first subscriber failure, for the report */
-  sseb_hist_t lat;
+  bench_hist_t lat;
 
   /* WebSocket */
   z_stream z;            /* raw inflater, reset for every compressed message */
-  sseb_buf_t zbuf;       /* the message being inflated */
+  bench_buf_t zbuf;       /* the message being inflated */
   struct {
-    sseb_buf_t in;  /* compressed payload */
-    sseb_buf_t out; /* what it inflated to */
+    bench_buf_t in;  /* compressed payload */
+    bench_buf_t out; /* what it inflated to */
   } zcache[SSEB_ZCACHE];
   uint32_t zcache_next; /* round-robin victim */
   uint64_t inflates;    /* messages actually inflated (the rest came from the cache) */
@@ -1118,24 +620,10 @@ typedef struct sseb_s {
 
 static sseb_t g;
 
-static void sseb_note(char *dst, size_t cap, const char *fmt, ...) {
-  if (dst[0] != '\0')
-    return; /* keep the first */
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(dst, cap, fmt, ap);
-  va_end(ap);
-  for (char *p = dst; *p; p++) /* safe inside the table and a JSON string */
-    if (*p == '"')
-      *p = '\'';
-    else if (*p == '\\' || (unsigned char)*p < 32)
-      *p = ' ';
-}
-
 static void sseb_ep_ctl(int op, int fd, uint32_t events, uint32_t tag, uint32_t idx) {
   struct epoll_event ev = {.events = events, .data.u64 = ((uint64_t)tag << 32) | idx};
   if (epoll_ctl(g.ep, op, fd, &ev) != 0)
-    sseb_die("epoll_ctl: %s", strerror(errno));
+    bench_die("epoll_ctl: %s", strerror(errno));
 }
 
 /* ------------------------------------------------------------------------------------
@@ -1176,14 +664,14 @@ static void sseb_sub_close(sseb_sub_t *s, const char *why) {
   else if (why != NULL)
     g.closed_early++;
   if (why != NULL)
-    sseb_note(g.sub_error, sizeof g.sub_error, "subscriber %ld: %s", (long)(s - g.subs), why);
+    bench_note(g.sub_error, sizeof g.sub_error, "subscriber %ld: %s", (long)(s - g.subs), why);
   s->state = SSEB_SUB_CLOSED;
   g.closed++;
   sseb_sub_pass(s, (int64_t)g.o.messages - 1);
   sseb_settle();
-  sseb_buf_free(&s->carry);
-  sseb_buf_free(&s->data);
-  sseb_buf_free(&s->out);
+  bench_buf_free(&s->carry);
+  bench_buf_free(&s->data);
+  bench_buf_free(&s->out);
 }
 
 /* Writes what is left of the request. Returns 0 when all is written (the socket then
@@ -1196,19 +684,14 @@ static int sseb_sub_send_request(sseb_sub_t *s) {
     memcpy(ws_req + g.req_key_off, s->ws_key, sizeof s->ws_key);
     req = ws_req;
   }
-  while (s->req_off < g.req_len) {
-    ssize_t w = send(s->fd, req + s->req_off, g.req_len - s->req_off, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return 1;
-      if (errno == EINTR)
-        continue;
-      char why[96];
-      snprintf(why, sizeof why, "send: %s", strerror(errno));
-      sseb_sub_close(s, why);
-      return -1;
-    }
-    s->req_off += (uint32_t)w;
+  int rc = bench_send_from(s->fd, req, g.req_len, &s->req_off);
+  if (rc == 1)
+    return 1;
+  if (rc < 0) {
+    char why[96];
+    snprintf(why, sizeof why, "send: %s", strerror(-rc));
+    sseb_sub_close(s, why);
+    return -1;
   }
   uint32_t idx = (uint32_t)(s - g.subs);
   sseb_ep_ctl(EPOLL_CTL_MOD, s->fd, EPOLLIN, SSEB_TAG_SUB, idx);
@@ -1221,18 +704,11 @@ static void sseb_sub_start(uint32_t i) {
   sseb_sub_t *s = &g.subs[i];
   g.started++;
   s->max_seq = -1;
-  if (g.o.ws) {
-    uint8_t nonce[16];
-    uint64_t r0 = sseb_rand(), r1 = sseb_rand();
-    memcpy(nonce, &r0, 8);
-    memcpy(nonce + 8, &r1, 8);
-    char key[25];
-    sseb_base64(nonce, sizeof nonce, key);
-    memcpy(s->ws_key, key, sizeof s->ws_key);
-  }
+  if (g.o.ws)
+    bench_ws_key(s->ws_key);
   s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (s->fd < 0)
-    sseb_die("socket: %s (subscriber %u)", strerror(errno), i);
+    bench_die("socket: %s (subscriber %u)", strerror(errno), i);
   int one = 1;
   setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (g.n_src > 1) {
@@ -1243,7 +719,7 @@ static void sseb_sub_start(uint32_t i) {
     src.sin_addr.s_addr = htonl(0x7f000001u + i % g.n_src);
     setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     if (bind(s->fd, (struct sockaddr *)&src, sizeof src) != 0)
-      sseb_die("bind 127.0.0.%u: %s", 1 + i % g.n_src, strerror(errno));
+      bench_die("bind 127.0.0.%u: %s", 1 + i % g.n_src, strerror(errno));
   }
   struct sockaddr_in dst = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)g.o.sub_ports[i % g.o.n_sub_ports]),
@@ -1272,7 +748,7 @@ static void sseb_sub_start(uint32_t i) {
 static void sseb_deliver(sseb_sub_t *s, const char *d, size_t dlen, int has_id,
                          uint64_t id_offset, uint64_t now) {
   uint64_t seq, t;
-  if (sseb_json_u64(d, dlen, "seq", &seq) != 0 || sseb_json_u64(d, dlen, "t", &t) != 0 ||
+  if (bench_json_u64_first(d, dlen, "seq", &seq) != 0 || bench_json_u64_first(d, dlen, "t", &t) != 0 ||
       seq >= g.o.messages || seq >= g.next_seq || t > now) {
     g.bad_data++;
     return;
@@ -1305,7 +781,7 @@ static void sseb_deliver(sseb_sub_t *s, const char *d, size_t dlen, int has_id,
   }
   s->delivered++;
   g.delivered++;
-  sseb_hist_add(&g.lat, now - t);
+  bench_hist_add(&g.lat, now - t);
   g.t_last_delivery = now;
   g.t_progress = now;
   if ((int64_t)seq > s->max_seq) {
@@ -1344,7 +820,7 @@ static void sseb_sub_dispatch(sseb_sub_t *s, uint64_t now) {
     g.heartbeats++;
   } else if (SSEB_IS("error")) {
     g.sse_errors++;
-    sseb_note(g.sub_error, sizeof g.sub_error, "subscriber %ld got event error: %.*s",
+    bench_note(g.sub_error, sizeof g.sub_error, "subscriber %ld got event error: %.*s",
               (long)(s - g.subs), (int)(s->data.len > 160 ? 160 : s->data.len),
               s->data.p ? s->data.p : "");
   } else if (SSEB_IS("shutdown")) {
@@ -1375,8 +851,8 @@ static int sseb_sub_line(sseb_sub_t *s, const char *line, size_t len, uint64_t n
     vlen--;
   }
   if (flen == 4 && memcmp(line, "data", 4) == 0) {
-    if ((s->data.len > 0 && sseb_buf_append(&s->data, "\n", 1, g.line_max) != 0) ||
-        sseb_buf_append(&s->data, val, vlen, g.line_max) != 0) {
+    if ((s->data.len > 0 && bench_buf_append(&s->data, "\n", 1, g.line_max) != 0) ||
+        bench_buf_append(&s->data, val, vlen, g.line_max) != 0) {
       sseb_sub_close(s, "event data over the size limit");
       return -1;
     }
@@ -1419,7 +895,7 @@ static int sseb_sub_feed(sseb_sub_t *s, const char *p, size_t n, uint64_t now) {
     while (j < n && p[j] != '\n' && p[j] != '\r')
       j++;
     if (j == n) {
-      if (sseb_buf_append(&s->carry, p + i, n - i, g.line_max) != 0) {
+      if (bench_buf_append(&s->carry, p + i, n - i, g.line_max) != 0) {
         sseb_sub_close(s, "SSE line over the size limit");
         return -1;
       }
@@ -1427,7 +903,7 @@ static int sseb_sub_feed(sseb_sub_t *s, const char *p, size_t n, uint64_t now) {
     }
     int rc;
     if (s->carry.len > 0) {
-      if (sseb_buf_append(&s->carry, p + i, j - i, g.line_max) != 0) {
+      if (bench_buf_append(&s->carry, p + i, j - i, g.line_max) != 0) {
         sseb_sub_close(s, "SSE line over the size limit");
         return -1;
       }
@@ -1456,19 +932,12 @@ static int sseb_sub_feed(sseb_sub_t *s, const char *p, size_t n, uint64_t now) {
 /* Writes what is queued in s->out; registers for writability while some is left.
  * Returns 0, or -1 when s was closed. */
 static int sseb_sub_flush(sseb_sub_t *s) {
-  while (s->out.len > 0) {
-    ssize_t w = send(s->fd, s->out.p, s->out.len, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        break;
-      char why[96];
-      snprintf(why, sizeof why, "send: %s", strerror(errno));
-      sseb_sub_close(s, why);
-      return -1;
-    }
-    sseb_buf_consume(&s->out, (size_t)w);
+  int rc = bench_flush(s->fd, &s->out);
+  if (rc < 0) {
+    char why[96];
+    snprintf(why, sizeof why, "send: %s", strerror(-rc));
+    sseb_sub_close(s, why);
+    return -1;
   }
   int want = s->out.len > 0;
   if (want != s->want_out) {
@@ -1479,24 +948,10 @@ static int sseb_sub_flush(sseb_sub_t *s) {
   return 0;
 }
 
-/* Builds a masked control frame (len <= 125) in f; returns its size. */
-static size_t sseb_ws_control(uint8_t f[6 + 125], unsigned op, const uint8_t *payload,
-                              size_t len) {
-  uint32_t mask = (uint32_t)sseb_rand();
-  f[0] = (uint8_t)(0x80u | op);
-  f[1] = (uint8_t)(0x80u | len);
-  memcpy(f + 2, &mask, 4);
-  for (size_t i = 0; i < len; i++)
-    f[6 + i] = payload[i] ^ f[2 + (i & 3)];
-  return 6 + len;
-}
-
 /* Queues a masked control frame and writes what it can. Returns 0, or -1 when s was
  * closed. */
 static int sseb_ws_send_control(sseb_sub_t *s, unsigned op, const uint8_t *payload, size_t len) {
-  uint8_t f[6 + 125];
-  size_t n = sseb_ws_control(f, op, payload, len);
-  sseb_buf_append(&s->out, (const char *)f, n, (size_t)-1);
+  bench_ws_queue(&s->out, op, payload, len);
   return sseb_sub_flush(s);
 }
 
@@ -1520,7 +975,7 @@ static int sseb_inflate(const uint8_t *p, size_t n) {
     g.z.next_in = (Bytef *)(part == 0 ? p : tail);
     g.z.avail_in = (uInt)(part == 0 ? n : sizeof tail);
     for (;;) {
-      sseb_buf_reserve(&g.zbuf, 4096);
+      bench_buf_reserve(&g.zbuf, 4096);
       g.z.next_out = (Bytef *)g.zbuf.p + g.zbuf.len;
       g.z.avail_out = (uInt)(g.zbuf.cap - g.zbuf.len);
       uInt before = g.z.avail_out;
@@ -1568,8 +1023,8 @@ static int sseb_inflate_cached(const uint8_t *p, size_t n, const char **out, siz
   uint32_t i = g.zcache_next;
   g.zcache_next = (i + 1) % SSEB_ZCACHE;
   g.zcache[i].in.len = g.zcache[i].out.len = 0;
-  sseb_buf_append(&g.zcache[i].in, (const char *)p, n, (size_t)-1);
-  sseb_buf_append(&g.zcache[i].out, g.zbuf.p, g.zbuf.len, (size_t)-1);
+  bench_buf_append(&g.zcache[i].in, (const char *)p, n, (size_t)-1);
+  bench_buf_append(&g.zcache[i].out, g.zbuf.p, g.zbuf.len, (size_t)-1);
   *out = g.zcache[i].out.p;
   *outlen = g.zcache[i].out.len;
   return 0;
@@ -1580,7 +1035,7 @@ static int sseb_ws_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, int
                         uint64_t now) {
   const char *type;
   size_t tlen;
-  if (sseb_json_str(p, n, "type", &type, &tlen) != 0) {
+  if (bench_json_str(p, n, "type", &type, &tlen) != 0) {
     g.bad_data++;
     return 0;
   }
@@ -1595,7 +1050,7 @@ static int sseb_ws_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, int
     size_t idlen;
     int has_id = 0;
     uint64_t off = 0;
-    if (sseb_json_str(p, n, "id", &id, &idlen) == 0) {
+    if (bench_json_str(p, n, "id", &id, &idlen) == 0) {
       const char *c = id + idlen;
       while (c > id && c[-1] != ':')
         c--;
@@ -1621,7 +1076,7 @@ static int sseb_ws_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, int
     g.ws_welcomes++;
   } else if (SSEB_TYPE("error")) {
     g.sse_errors++;
-    sseb_note(g.sub_error, sizeof g.sub_error, "subscriber %ld got error: %.*s",
+    bench_note(g.sub_error, sizeof g.sub_error, "subscriber %ld got error: %.*s",
               (long)(s - g.subs), (int)(n > 160 ? 160 : n), p);
   } else {
     g.other_events++;
@@ -1666,9 +1121,8 @@ static int sseb_ws_frame(sseb_sub_t *s, uint8_t b0, const uint8_t *p, size_t len
       /* Answer with the same code, best effort and only when nothing else is queued:
        * the socket is closed right after. */
       if (s->out.len == 0) {
-        uint8_t f[6 + 125];
-        size_t fl = sseb_ws_control(f, 0x8, p, len >= 2 ? 2 : 0);
-        if (send(s->fd, f, fl, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+        bench_ws_queue(&s->out, 0x8, p, len >= 2 ? 2 : 0);
+        if (send(s->fd, s->out.p, s->out.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
           /* ignored: the server may have gone already */
         }
       }
@@ -1695,14 +1149,14 @@ static int sseb_ws_frame(sseb_sub_t *s, uint8_t b0, const uint8_t *p, size_t len
     s->ws_msg_z = (uint8_t)rsv1;
     s->ws_msg_wire = (uint32_t)wire;
     s->data.len = 0;
-    if (sseb_buf_append(&s->data, (const char *)p, len, g.line_max) != 0)
+    if (bench_buf_append(&s->data, (const char *)p, len, g.line_max) != 0)
       return sseb_ws_fail(s, "message over the size limit");
     return 0;
   }
   if (op == 0x0) {
     if (!s->ws_frag)
       return sseb_ws_fail(s, "continuation without a start");
-    if (sseb_buf_append(&s->data, (const char *)p, len, g.line_max) != 0)
+    if (bench_buf_append(&s->data, (const char *)p, len, g.line_max) != 0)
       return sseb_ws_fail(s, "message over the size limit");
     s->ws_msg_wire += (uint32_t)wire;
     if (!fin)
@@ -1722,36 +1176,16 @@ static int sseb_ws_frame(sseb_sub_t *s, uint8_t b0, const uint8_t *p, size_t len
 static int sseb_ws_frames(sseb_sub_t *s, const uint8_t *p, size_t n, size_t *used,
                           uint64_t now) {
   size_t i = 0;
-  while (n - i >= 2) {
-    uint8_t b0 = p[i], b1 = p[i + 1];
-    uint64_t len = b1 & 0x7fu;
-    size_t hl = 2;
-    if (b1 & 0x80)
-      return sseb_ws_fail(s, "masked frame from the server");
-    if (len == 126) {
-      if (n - i < 4)
-        break;
-      len = (uint64_t)p[i + 2] << 8 | p[i + 3];
-      hl = 4;
-      if (len < 126)
-        return sseb_ws_fail(s, "16-bit length under 126");
-    } else if (len == 127) {
-      if (n - i < 10)
-        break;
-      len = 0;
-      for (int k = 0; k < 8; k++)
-        len = len << 8 | p[i + 2 + k];
-      hl = 10;
-      if (len >> 63)
-        return sseb_ws_fail(s, "64-bit length with the high bit set");
-      if (len < 65536)
-        return sseb_ws_fail(s, "64-bit length under 65536");
-    }
-    if (len > g.line_max)
-      return sseb_ws_fail(s, "frame over the size limit");
-    if (n - i - hl < len)
+  for (;;) {
+    size_t hl;
+    uint64_t len;
+    const char *err;
+    int rc = bench_ws_frame_head(p + i, n - i, g.line_max, &hl, &len, &err);
+    if (rc < 0)
+      return sseb_ws_fail(s, err);
+    if (rc == 0)
       break;
-    if (sseb_ws_frame(s, b0, p + i + hl, (size_t)len, hl + (size_t)len, now) != 0)
+    if (sseb_ws_frame(s, p[i], p + i + hl, (size_t)len, hl + (size_t)len, now) != 0)
       return -1;
     i += hl + (size_t)len;
   }
@@ -1766,15 +1200,15 @@ static int sseb_ws_feed(sseb_sub_t *s, const char *p, size_t n, uint64_t now) {
   if (s->carry.len == 0) {
     if (sseb_ws_frames(s, (const uint8_t *)p, n, &used, now) != 0)
       return -1;
-    if (used < n && sseb_buf_append(&s->carry, p + used, n - used, g.line_max + 14) != 0)
+    if (used < n && bench_buf_append(&s->carry, p + used, n - used, g.line_max + 14) != 0)
       return sseb_ws_fail(s, "frame over the size limit");
     return 0;
   }
-  if (sseb_buf_append(&s->carry, p, n, g.line_max + 14) != 0)
+  if (bench_buf_append(&s->carry, p, n, g.line_max + 14) != 0)
     return sseb_ws_fail(s, "frame over the size limit");
   if (sseb_ws_frames(s, (const uint8_t *)s->carry.p, s->carry.len, &used, now) != 0)
     return -1;
-  sseb_buf_consume(&s->carry, used);
+  bench_buf_consume(&s->carry, used);
   return 0;
 }
 
@@ -1801,12 +1235,12 @@ static int sseb_sub_body(sseb_sub_t *s, char *p, size_t n, uint64_t now) {
 
 /* The response head is complete in s->carry (hlen bytes with the empty line). */
 static int sseb_sub_head(sseb_sub_t *s, size_t hlen) {
-  sseb_head_t h;
-  sseb_head_parse(s->carry.p, hlen - 4, &h);
+  bench_head_t h;
+  bench_head_parse(s->carry.p, hlen - 4, &h);
   if (g.o.ws) {
     char why[200], accept[29];
     const char *bad = NULL;
-    sseb_ws_accept(s->ws_key, accept);
+    bench_ws_accept(s->ws_key, accept);
     if (h.status != 101 || !h.upgrade_ws || !h.conn_upgrade) {
       size_t bl = s->carry.len - hlen;
       snprintf(why, sizeof why, "HTTP %d%s: %.*s", h.status,
@@ -1846,7 +1280,7 @@ static int sseb_sub_head(sseb_sub_t *s, size_t hlen) {
 
 static void sseb_sub_readable(sseb_sub_t *s, char *buf) {
   ssize_t r = recv(s->fd, buf, SSEB_READ_CHUNK, 0);
-  uint64_t now = sseb_now();
+  uint64_t now = bench_now();
   if (r < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
       return;
@@ -1862,19 +1296,12 @@ static void sseb_sub_readable(sseb_sub_t *s, char *buf) {
   }
   size_t n = (size_t)r;
   if (s->state == SSEB_SUB_HEAD) {
-    size_t before = s->carry.len;
-    if (sseb_buf_append(&s->carry, buf, n, SSEB_HEAD_MAX + SSEB_READ_CHUNK) != 0) {
+    size_t hend;
+    int rc = bench_head_collect(&s->carry, buf, n, SSEB_HEAD_MAX, SSEB_READ_CHUNK, &hend);
+    if (rc < 0)
       sseb_sub_close(s, "response head too large");
+    if (rc <= 0)
       return;
-    }
-    size_t from = before > 3 ? before - 3 : 0;
-    size_t hend = sseb_head_end(s->carry.p + from, s->carry.len - from);
-    if (hend == 0) {
-      if (s->carry.len > SSEB_HEAD_MAX)
-        sseb_sub_close(s, "response head too large");
-      return;
-    }
-    hend += from;
     if (sseb_sub_head(s, hend) != 0)
       return;
     /* The terminator completed in this read, so the body bytes after it are the
@@ -1924,7 +1351,7 @@ static void sseb_pub_close(sseb_pub_t *p, const char *why) {
   close(p->fd);
   p->fd = -1;
   g.pubs_alive--;
-  sseb_note(g.publish_error, sizeof g.publish_error, "publisher %ld: %s", (long)(p - g.pubs), why);
+  bench_note(g.publish_error, sizeof g.publish_error, "publisher %ld: %s", (long)(p - g.pubs), why);
   /* requests without an answer count as failed */
   for (; p->head < p->tail; p->head++) {
     g.failed[p->fifo[p->head]] = 1;
@@ -1964,7 +1391,7 @@ static void sseb_pub_flush(sseb_pub_t *p) {
 
 /* Appends `pad` bytes of JSON-safe filler for message seq (--pad words or random), the
  * same for a given seq in every run. */
-static void sseb_pad_fill(sseb_buf_t *b, size_t pad, uint32_t seq) {
+static void sseb_pad_fill(bench_buf_t *b, size_t pad, uint32_t seq) {
   static const char *const words[] = {
       "note", "on",   "off",  "C4",  "D#4",  "G4",    "Bb3",  "A5",  "velocity", "96",
       "112",  "64",   "dur",  "0.25", "0.5", "1",     "beat", "bar", "chord",    "maj7",
@@ -1972,7 +1399,7 @@ static void sseb_pad_fill(sseb_buf_t *b, size_t pad, uint32_t seq) {
       "120",  "swing"};
   static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   uint64_t x = 0x9E3779B97F4A7C15ull * ((uint64_t)seq + 1);
-  sseb_buf_reserve(b, pad);
+  bench_buf_reserve(b, pad);
   char *o = b->p + b->len;
   size_t i = 0;
   while (i < pad) {
@@ -2007,7 +1434,7 @@ static int sseb_publish_next(void) {
     return -1;
   g.pub_rr = (uint32_t)(p - g.pubs) + 1;
   uint32_t seq = g.next_seq;
-  uint64_t t = sseb_now();
+  uint64_t t = bench_now();
   char body[96];
   int blen = snprintf(body, sizeof body, "{\"seq\":%" PRIu32 ",\"t\":%" PRIu64, seq, t);
   /* `{"seq":S,"t":T` + `}`, or + `,"p":"` pad `"}` (8 bytes around the pad) */
@@ -2021,10 +1448,10 @@ static int sseb_publish_next(void) {
                       "Content-Length: %zu\r\n\r\n",
                       g.o.channel, g.o.host, g.o.port, total);
   size_t max = (size_t)-1;
-  sseb_buf_append(&p->out, head, (size_t)hlen, max);
-  sseb_buf_append(&p->out, body, (size_t)blen, max);
+  bench_buf_append(&p->out, head, (size_t)hlen, max);
+  bench_buf_append(&p->out, body, (size_t)blen, max);
   if (pad) {
-    sseb_buf_append(&p->out, ",\"p\":\"", 6, max);
+    bench_buf_append(&p->out, ",\"p\":\"", 6, max);
     size_t at = p->out.len;
     if (g.o.pad == SSEB_PAD_X) {
       while (p->out.len < at + pad) {
@@ -2032,14 +1459,14 @@ static int sseb_publish_next(void) {
         size_t take = at + pad - p->out.len;
         if (take > sizeof xs - 1)
           take = sizeof xs - 1;
-        sseb_buf_append(&p->out, xs, take, max);
+        bench_buf_append(&p->out, xs, take, max);
       }
     } else {
       sseb_pad_fill(&p->out, pad, seq);
     }
-    sseb_buf_append(&p->out, "\"}", 2, max);
+    bench_buf_append(&p->out, "\"}", 2, max);
   } else {
-    sseb_buf_append(&p->out, "}", 1, max);
+    bench_buf_append(&p->out, "}", 1, max);
   }
   p->fifo[p->tail++] = seq;
   g.next_seq++;
@@ -2058,18 +1485,18 @@ static void sseb_pub_answer(sseb_pub_t *p, int status, const char *body, size_t 
   }
   uint32_t seq = p->fifo[p->head++];
   g.answered++;
-  g.t_progress = sseb_now();
+  g.t_progress = bench_now();
   if (status != 200) {
     g.failed[seq] = 1;
     g.publish_errors++;
-    sseb_note(g.publish_error, sizeof g.publish_error, "seq %" PRIu32 ": HTTP %d: %.*s", seq,
+    bench_note(g.publish_error, sizeof g.publish_error, "seq %" PRIu32 ": HTTP %d: %.*s", seq,
               status, (int)(blen > 160 ? 160 : blen), body);
     sseb_settle();
     return;
   }
   g.published_ok++;
   uint64_t off;
-  if (sseb_json_u64(body, blen, "offset", &off) == 0 && off > 0) {
+  if (bench_json_u64_first(body, blen, "offset", &off) == 0 && off > 0) {
     if (g.offset_of[seq] == 0)
       g.offset_of[seq] = off;
     else if (g.offset_of[seq] != off)
@@ -2080,21 +1507,21 @@ static void sseb_pub_answer(sseb_pub_t *p, int status, const char *body, size_t 
 /* Parses every complete response in p->in. */
 static void sseb_pub_parse(sseb_pub_t *p) {
   while (p->fd >= 0 && p->in.len > 0) {
-    size_t hend = sseb_head_end(p->in.p, p->in.len);
+    size_t hend = bench_head_end(p->in.p, p->in.len);
     if (hend == 0) {
       if (p->in.len > SSEB_HEAD_MAX)
         sseb_pub_close(p, "response head too large");
       return;
     }
-    sseb_head_t h;
-    sseb_head_parse(p->in.p, hend - 4, &h);
+    bench_head_t h;
+    bench_head_parse(p->in.p, hend - 4, &h);
     if (h.status == 0) {
       sseb_pub_close(p, "unreadable status line");
       return;
     }
     size_t consumed;
     if (h.chunked) {
-      char *tmp = sseb_xrealloc(NULL, p->in.len - hend);
+      char *tmp = bench_xrealloc(NULL, p->in.len - hend);
       sseb_chunk_t ck = {0};
       size_t used;
       long out = sseb_chunk_decode(&ck, p->in.p + hend, p->in.len - hend, tmp, &used);
@@ -2118,7 +1545,7 @@ static void sseb_pub_parse(sseb_pub_t *p) {
       consumed = hend + cl;
     }
     if (p->fd >= 0)
-      sseb_buf_consume(&p->in, consumed);
+      bench_buf_consume(&p->in, consumed);
   }
 }
 
@@ -2143,32 +1570,32 @@ static void sseb_pub_event(uint32_t k, uint32_t events, char *buf) {
     sseb_pub_close(p, "closed by the server");
     return;
   }
-  sseb_buf_append(&p->in, buf, (size_t)r, (size_t)-1);
+  bench_buf_append(&p->in, buf, (size_t)r, (size_t)-1);
   sseb_pub_parse(p);
 }
 
 /* Opens publisher k with a connect bounded by SSEB_PUB_CONNECT_MS. */
 static void sseb_pub_open(uint32_t k) {
   sseb_pub_t *p = &g.pubs[k];
-  p->fifo = sseb_xcalloc(g.o.messages, sizeof *p->fifo);
+  p->fifo = bench_xcalloc(g.o.messages, sizeof *p->fifo);
   p->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (p->fd < 0)
-    sseb_die("socket: %s", strerror(errno));
+    bench_die("socket: %s", strerror(errno));
   int one = 1;
   setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   struct sockaddr_in dst = {
       .sin_family = AF_INET, .sin_port = htons((uint16_t)g.o.port), .sin_addr = g.o.addr};
   if (connect(p->fd, (struct sockaddr *)&dst, sizeof dst) != 0) {
     if (errno != EINPROGRESS)
-      sseb_die("publisher connect: %s", strerror(errno));
+      bench_die("publisher connect: %s", strerror(errno));
     struct pollfd pf = {.fd = p->fd, .events = POLLOUT};
     if (poll(&pf, 1, SSEB_PUB_CONNECT_MS) != 1)
-      sseb_die("publisher connect: no answer within %d ms", SSEB_PUB_CONNECT_MS);
+      bench_die("publisher connect: no answer within %d ms", SSEB_PUB_CONNECT_MS);
     int err = 0;
     socklen_t el = sizeof err;
     getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el);
     if (err != 0)
-      sseb_die("publisher connect: %s", strerror(err));
+      bench_die("publisher connect: %s", strerror(err));
   }
   sseb_ep_ctl(EPOLL_CTL_ADD, p->fd, EPOLLIN, SSEB_TAG_PUB, k);
   g.pubs_alive++;
@@ -2187,7 +1614,7 @@ static uint64_t sseb_due(uint32_t seq) {
 static void sseb_pump(void) {
   while (g.next_seq < g.o.messages) {
     if (g.o.rate > 0) {
-      if (g.next_seq > 0 && sseb_now() < sseb_due(g.next_seq))
+      if (g.next_seq > 0 && bench_now() < sseb_due(g.next_seq))
         break;
     } else if (g.next_seq - g.settled >= g.o.window) {
       break;
@@ -2198,7 +1625,7 @@ static void sseb_pump(void) {
   if (g.o.rate > 0 && g.next_seq < g.o.messages) {
     uint64_t due = sseb_due(g.next_seq);
     struct itimerspec its = {
-        .it_value = {.tv_sec = (time_t)(due / SSEB_NS), .tv_nsec = (long)(due % SSEB_NS)}};
+        .it_value = {.tv_sec = (time_t)(due / BENCH_NS), .tv_nsec = (long)(due % BENCH_NS)}};
     timerfd_settime(g.tfd, TFD_TIMER_ABSTIME, &its, NULL);
   }
 }
@@ -2214,7 +1641,7 @@ static void sseb_poll(int timeout_ms, char *buf) {
   if (n < 0) {
     if (errno == EINTR)
       return;
-    sseb_die("epoll_wait: %s", strerror(errno));
+    bench_die("epoll_wait: %s", strerror(errno));
   }
   for (int i = 0; i < n; i++) {
     uint32_t tag = (uint32_t)(evs[i].data.u64 >> 32);
@@ -2226,7 +1653,7 @@ static void sseb_poll(int timeout_ms, char *buf) {
     } else if (tag == SSEB_TAG_TIMER) {
       uint64_t ticks;
       if (read(g.tfd, &ticks, sizeof ticks) < 0 && errno != EAGAIN)
-        sseb_die("timerfd read: %s", strerror(errno));
+        bench_die("timerfd read: %s", strerror(errno));
     }
   }
 }
@@ -2243,7 +1670,7 @@ static int sseb_connect_all(char *buf) {
       return 0;
     if (g.connect_failed > 0 && g.connected + g.connect_failed == g.o.subscribers)
       return -1; /* every subscriber resolved, some failed */
-    if (sseb_now() >= deadline)
+    if (bench_now() >= deadline)
       return -1;
     sseb_poll(SSEB_TICK_MS, buf);
   }
@@ -2253,10 +1680,10 @@ static int sseb_connect_all(char *buf) {
 static void sseb_run(char *buf) {
   uint64_t tmo = (uint64_t)(g.o.timeout_s * 1e9);
   uint64_t expected = (uint64_t)g.o.subscribers * g.o.messages;
-  g.t_progress = sseb_now();
+  g.t_progress = bench_now();
   sseb_pump();
   for (;;) {
-    uint64_t now = sseb_now();
+    uint64_t now = bench_now();
     if (g.delivered == expected) {
       g.stop_reason = "all delivered";
       return;
@@ -2286,12 +1713,8 @@ static void sseb_run(char *buf) {
  * Report
  * ---------------------------------------------------------------------------------- */
 
-static double sseb_ms(uint64_t ns) {
-  return (double)ns / 1e6;
-}
-
-static void sseb_buf_puts(sseb_buf_t *b, const char *str) {
-  sseb_buf_append(b, str, strlen(str), (size_t)-1);
+static void sseb_buf_puts(bench_buf_t *b, const char *str) {
+  bench_buf_append(b, str, strlen(str), (size_t)-1);
 }
 
 /* Seconds between two schedstat readings in ns, or -1 when either is unknown. */
@@ -2301,7 +1724,7 @@ static double sseb_cpu_delta_s(long long start, long long end) {
 
 /* Appends the extra JSON fields of --server-pid lists, --aux-pid and --sub-ports (keys
  * unlike any other key of the line, so a first-match lookup still finds the totals). */
-static void sseb_json_multi(sseb_buf_t *b) {
+static void sseb_json_multi(bench_buf_t *b) {
   const sseb_opts_t *o = &g.o;
   char t[256];
   size_t max = (size_t)-1;
@@ -2309,13 +1732,13 @@ static void sseb_json_multi(sseb_buf_t *b) {
     sseb_buf_puts(b, ",\"server_pids\":[");
     for (uint32_t k = 0; k < o->n_server_pids; k++) {
       int n = snprintf(t, sizeof t, "%s%ld", k ? "," : "", o->server_pids[k]);
-      sseb_buf_append(b, t, (size_t)n, max);
+      bench_buf_append(b, t, (size_t)n, max);
     }
     sseb_buf_puts(b, "],\"server_cpu_each_s\":[");
     for (uint32_t k = 0; k < o->n_server_pids; k++) {
       int n = snprintf(t, sizeof t, "%s%.4f", k ? "," : "",
                        sseb_cpu_delta_s(g.sched_start_each[k], g.sched_end_each[k]));
-      sseb_buf_append(b, t, (size_t)n, max);
+      bench_buf_append(b, t, (size_t)n, max);
     }
     sseb_buf_puts(b, "]");
   }
@@ -2323,10 +1746,10 @@ static void sseb_json_multi(sseb_buf_t *b) {
     double aux_s = sseb_cpu_delta_s(g.aux_start, g.aux_end);
     int n = snprintf(t, sizeof t, ",\"aux_cpu_s\":%.4f,\"aux_cpu_us_per_delivery\":%.4f,\"aux_pids\":[",
                      aux_s, aux_s >= 0 && g.delivered > 0 ? aux_s * 1e6 / (double)g.delivered : -1.0);
-    sseb_buf_append(b, t, (size_t)n, max);
+    bench_buf_append(b, t, (size_t)n, max);
     for (uint32_t k = 0; k < o->n_aux_pids; k++) {
       n = snprintf(t, sizeof t, "%s%ld", k ? "," : "", o->aux_pids[k]);
-      sseb_buf_append(b, t, (size_t)n, max);
+      bench_buf_append(b, t, (size_t)n, max);
     }
     sseb_buf_puts(b, "]");
   }
@@ -2345,11 +1768,11 @@ static void sseb_json_multi(sseb_buf_t *b) {
                          ",\"port_connected\":%" PRIu32 ",\"port_delivered\":%" PRIu64
                          ",\"port_expected\":%" PRIu64 "}",
                          k ? "," : "", o->sub_ports[k], n, conn, dlv, (uint64_t)n * o->messages);
-      sseb_buf_append(b, t, (size_t)len, max);
+      bench_buf_append(b, t, (size_t)len, max);
     }
     sseb_buf_puts(b, "]");
   }
-  sseb_buf_append(b, "", 1, max); /* NUL */
+  bench_buf_append(b, "", 1, max); /* NUL */
 }
 
 static void sseb_report(void) {
@@ -2369,8 +1792,8 @@ static void sseb_report(void) {
   for (uint32_t i = 0; i < o->subscribers; i++)
     if (g.subs[i].delivered < o->messages)
       subs_lossy++;
-  uint64_t p50 = sseb_hist_quantile(&g.lat, 0.50), p90 = sseb_hist_quantile(&g.lat, 0.90),
-           p99 = sseb_hist_quantile(&g.lat, 0.99);
+  uint64_t p50 = bench_hist_quantile(&g.lat, 0.50), p90 = bench_hist_quantile(&g.lat, 0.90),
+           p99 = bench_hist_quantile(&g.lat, 0.99);
   long tck = sysconf(_SC_CLK_TCK);
   double cpu_s = g.cpu_start >= 0 && g.cpu_end >= 0 && tck > 0
                      ? (double)(g.cpu_end - g.cpu_start) / (double)tck
@@ -2410,7 +1833,7 @@ static void sseb_report(void) {
          expected ? 100.0 * (double)g.delivered / (double)expected : 0.0);
   printf("  deliveries/s       %.0f (first publish to last delivery: %.3f s)\n", dps, window_s);
   printf("  latency ms         p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  (%" PRIu64 " samples)\n",
-         sseb_ms(p50), sseb_ms(p90), sseb_ms(p99), sseb_ms(g.lat.max), g.lat.n);
+         bench_ms(p50), bench_ms(p90), bench_ms(p99), bench_ms(g.lat.max), g.lat.n);
   printf("  lost               %" PRIu64 " (%" PRIu32 " subscribers short)\n", lost, subs_lossy);
   printf("  duplicates         %" PRIu64 "\n", g.dups);
   printf("  out of order       %" PRIu64 "\n", g.ooo);
@@ -2503,7 +1926,7 @@ static void sseb_report(void) {
                "\"rss_end_kib\":null,\"rss_per_subscriber_kib\":null,"
                "\"server_cpu_s\":null,\"server_cpu_stat_s\":null,\"cpu_us_per_delivery\":null");
     char wsf[400] = "";
-    sseb_buf_t multi = {0};
+    bench_buf_t multi = {0};
     sseb_json_multi(&multi);
     if (o->ws)
       snprintf(wsf, sizeof wsf,
@@ -2529,10 +1952,10 @@ static void sseb_report(void) {
            "\"subscriber_problem\":\"%s\",\"publish_problem\":\"%s\"%s%s}\n",
            o->subscribers, o->messages, o->rate, o->window, o->payload, o->publishers, g.connected,
            connect_s, g.next_seq, g.publish_errors, pub_rate, expected, g.delivered, dps, window_s,
-           sseb_ms(p50), sseb_ms(p90), sseb_ms(p99), sseb_ms(g.lat.max), lost, subs_lossy, g.dups,
+           bench_ms(p50), bench_ms(p90), bench_ms(p99), bench_ms(g.lat.max), lost, subs_lossy, g.dups,
            g.ooo, g.id_mismatch, g.closed_early, g.sse_errors, g.bad_data, srv,
            g.stop_reason ? g.stop_reason : "", g.sub_error, g.publish_error, wsf, multi.p);
-    sseb_buf_free(&multi);
+    bench_buf_free(&multi);
   }
   fflush(stdout);
 }
@@ -2543,20 +1966,8 @@ static void sseb_report(void) {
 
 /* Raises RLIMIT_NOFILE's soft limit to the hard one; dies when N+K sockets cannot fit. */
 static void sseb_raise_nofile(void) {
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-    sseb_die("getrlimit: %s", strerror(errno));
-  if (rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-      sseb_die("setrlimit: %s", strerror(errno));
-  }
-  uint64_t need = (uint64_t)g.o.subscribers + g.o.publishers + 16;
-  if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
-    sseb_die("%" PRIu64
-             " descriptors needed but RLIMIT_NOFILE is %llu (hard limit); "
-             "raise it (ulimit -Hn) or lower --subscribers",
-             need, (unsigned long long)rl.rlim_cur);
+  bench_raise_nofile((uint64_t)g.o.subscribers + g.o.publishers + 16,
+                     "; raise it (ulimit -Hn) or lower --subscribers");
 }
 
 static void sseb_setup(void) {
@@ -2564,10 +1975,10 @@ static void sseb_setup(void) {
   g.seen_words = ((size_t)o->messages + 63) / 64;
   uint64_t seen_bytes = (uint64_t)o->subscribers * g.seen_words * 8;
   if (seen_bytes > SSEB_SEEN_MAX)
-    sseb_die("N x M too large: %" PRIu64 " MiB of delivery bitmaps", seen_bytes >> 20);
+    bench_die("N x M too large: %" PRIu64 " MiB of delivery bitmaps", seen_bytes >> 20);
   g.n_src = (o->subscribers + SSEB_PORTS_PER_ADDR - 1) / SSEB_PORTS_PER_ADDR;
   if (g.n_src > SSEB_MAX_SRC_ADDRS)
-    sseb_die("--subscribers too large for %d source addresses", SSEB_MAX_SRC_ADDRS);
+    bench_die("--subscribers too large for %d source addresses", SSEB_MAX_SRC_ADDRS);
   g.line_max = (size_t)o->payload + SSEB_LINE_SLACK;
   int rl;
   if (o->ws) {
@@ -2582,11 +1993,11 @@ static void sseb_setup(void) {
     g.req_key_off = (size_t)(strstr(g.req, key_hdr) - g.req) + sizeof key_hdr - 1;
     /* the RFC 6455 1.3 example checks SHA-1 and base64 once */
     char acc[29];
-    sseb_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", acc);
+    bench_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", acc);
     if (strcmp(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") != 0)
-      sseb_die("internal: Sec-WebSocket-Accept self-check failed (%s)", acc);
+      bench_die("internal: Sec-WebSocket-Accept self-check failed (%s)", acc);
     if (inflateInit2(&g.z, -15) != Z_OK)
-      sseb_die("inflateInit2 failed");
+      bench_die("inflateInit2 failed");
   } else {
     rl = snprintf(g.req, sizeof g.req,
                   "GET /sse/%s HTTP/1.1\r\nHost: %s:%u\r\n"
@@ -2594,24 +2005,24 @@ static void sseb_setup(void) {
                   o->channel, o->host, o->port);
   }
   if (rl < 0 || (size_t)rl >= sizeof g.req)
-    sseb_die("request too long");
+    bench_die("request too long");
   g.req_len = (size_t)rl;
-  g.subs = sseb_xcalloc(o->subscribers, sizeof *g.subs);
+  g.subs = bench_xcalloc(o->subscribers, sizeof *g.subs);
   for (uint32_t i = 0; i < o->subscribers; i++)
     g.subs[i].fd = -1;
-  g.seen = sseb_xcalloc((size_t)o->subscribers * g.seen_words, sizeof *g.seen);
-  g.pubs = sseb_xcalloc(o->publishers, sizeof *g.pubs);
+  g.seen = bench_xcalloc((size_t)o->subscribers * g.seen_words, sizeof *g.seen);
+  g.pubs = bench_xcalloc(o->publishers, sizeof *g.pubs);
   for (uint32_t k = 0; k < o->publishers; k++)
     g.pubs[k].fd = -1;
-  g.passed = sseb_xcalloc(o->messages, sizeof *g.passed);
-  g.offset_of = sseb_xcalloc(o->messages, sizeof *g.offset_of);
-  g.failed = sseb_xcalloc(o->messages, 1);
+  g.passed = bench_xcalloc(o->messages, sizeof *g.passed);
+  g.offset_of = bench_xcalloc(o->messages, sizeof *g.offset_of);
+  g.failed = bench_xcalloc(o->messages, 1);
   g.ep = epoll_create1(EPOLL_CLOEXEC);
   if (g.ep < 0)
-    sseb_die("epoll_create1: %s", strerror(errno));
+    bench_die("epoll_create1: %s", strerror(errno));
   g.tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
   if (g.tfd < 0)
-    sseb_die("timerfd_create: %s", strerror(errno));
+    bench_die("timerfd_create: %s", strerror(errno));
   sseb_ep_ctl(EPOLL_CTL_ADD, g.tfd, EPOLLIN, SSEB_TAG_TIMER, 0);
   g.rss_before = g.rss_connected = g.rss_end = -1;
   g.cpu_start = g.cpu_end = g.sched_start = g.sched_end = -1;
@@ -2632,10 +2043,10 @@ static void sseb_teardown(void) {
   close(g.ep);
   if (g.o.ws) {
     inflateEnd(&g.z);
-    sseb_buf_free(&g.zbuf);
+    bench_buf_free(&g.zbuf);
     for (uint32_t i = 0; i < SSEB_ZCACHE; i++) {
-      sseb_buf_free(&g.zcache[i].in);
-      sseb_buf_free(&g.zcache[i].out);
+      bench_buf_free(&g.zcache[i].in);
+      bench_buf_free(&g.zcache[i].out);
     }
   }
 }
@@ -2643,20 +2054,20 @@ static void sseb_teardown(void) {
 int main(int argc, char **argv) {
   sseb_opts_parse(argc, argv, &g.o);
   signal(SIGPIPE, SIG_IGN);
-  sseb_rand_seed();
+  bench_rand_seed();
   sseb_raise_nofile();
   sseb_setup();
   static char buf[SSEB_READ_CHUNK];
 
   for (uint32_t k = 0; k < g.o.n_server_pids; k++)
-    if (sseb_proc_rss_kib(g.o.server_pids[k]) < 0)
-      sseb_die("cannot read /proc/%ld/status", g.o.server_pids[k]);
+    if (bench_proc_rss_kib(g.o.server_pids[k]) < 0)
+      bench_die("cannot read /proc/%ld/status", g.o.server_pids[k]);
   for (uint32_t k = 0; k < g.o.n_aux_pids; k++)
-    if (sseb_proc_cpu_ns(g.o.aux_pids[k]) < 0)
-      sseb_die("cannot read /proc/%ld/task/*/schedstat (--aux-pid)", g.o.aux_pids[k]);
+    if (bench_proc_cpu_ns(g.o.aux_pids[k]) < 0)
+      bench_die("cannot read /proc/%ld/task/*/schedstat (--aux-pid)", g.o.aux_pids[k]);
   if (g.o.server_pid)
     g.rss_before = sseb_pids_rss_kib(g.o.server_pids, g.o.n_server_pids);
-  g.t_connect_start = sseb_now();
+  g.t_connect_start = bench_now();
   if (sseb_connect_all(buf) != 0) {
     g.stop_reason = "connect phase failed";
     fprintf(stderr,
@@ -2680,10 +2091,10 @@ int main(int argc, char **argv) {
                   g.aux_start_each);
   sseb_run(buf);
   /* Collect the publish answers still in flight (bounded), so the counts are final. */
-  uint64_t grace = sseb_now() + SSEB_NS;
-  while (g.answered < g.next_seq && g.pubs_alive > 0 && sseb_now() < grace)
+  uint64_t grace = bench_now() + BENCH_NS;
+  while (g.answered < g.next_seq && g.pubs_alive > 0 && bench_now() < grace)
     sseb_poll(SSEB_TICK_MS, buf);
-  g.t_end = sseb_now();
+  g.t_end = bench_now();
   if (g.o.server_pid) {
     sseb_pids_cpu(g.o.server_pids, g.o.n_server_pids, &g.cpu_end, &g.sched_end,
                   g.sched_end_each);
