@@ -10,7 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTutti, publish, waitFor } from '../lib/harness.mjs';
-import { sleep, launchChromium, openPage, startProxy, screenshotFromEnv, closeAll, demoPageReaders } from '../lib/browser.mjs';
+import { sleep, launchChromium, openPage, startProxy, screenshotFromEnv, closeAll, demoPageReaders, cutDuringBurst } from '../lib/browser.mjs';
 
 const KEY = 'demo-test-key';
 const AUTH = { authorization: `Bearer ${KEY}` };
@@ -113,30 +113,7 @@ test('survives cut connections: every message exactly once, gap recovered', { ti
   const pub = (i) => publish(server.url, CHANNEL, { seq: i }, { headers: AUTH });
   const seqOf = (m) => { try { return JSON.parse(m.data).seq; } catch { return undefined; } };
 
-  // 1..10 live.
-  for (let i = 1; i <= 10; i++) await pub(i);
-  await waitFor(async () => (await num('#count-messages')) === base + 10, 5000, 'live messages 1-10');
-
-  // Cut every browser connection and keep the server unreachable while 11..30 are published.
-  proxy.block(true);
-  assert.ok(proxy.cut() >= 1, 'the SSE connection went through the proxy');
-  await page.waitForSelector('#status[data-state="reconnecting"]', { timeout: 5000 });
-  for (let i = 11; i <= 30; i++) await pub(i);
-  await sleep(300);
-  proxy.block(false);
-  await waitFor(async () => (await num('#count-reconnects')) >= reconnects0 + 1, 10000, 'first reconnect');
-  await page.waitForSelector('#status[data-state="open"]', { timeout: 5000 });
-
-  // 31..60 while the connection is cut once more in the middle (no blocking this time).
-  for (let i = 31; i <= N; i++) {
-    await pub(i);
-    if (i === 45) proxy.cut();
-    await sleep(15);
-  }
-  await waitFor(async () => (await num('#count-messages')) >= base + N, 15000,
-    'all 60 messages (have ' + (await num('#count-messages')) + ')');
-  await waitFor(async () => (await num('#count-reconnects')) >= reconnects0 + 2, 5000, 'second reconnect');
-  await sleep(300); // anything extra (a duplicate) would show up now
+  await cutDuringBurst({ page, proxy, pub, num, n: N, base, reconnects0, what: 'SSE connection' });
 
   const all = (await messages()).filter((m) => m.event === 'message' && typeof seqOf(m) === 'number');
   const seqs = all.map(seqOf).sort((a, b) => a - b);

@@ -10,7 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTutti, publish, waitFor } from '../lib/harness.mjs';
-import { sleep, launchChromium, openPage, startProxy, screenshotFromEnv, closeAll, demoPageReaders } from '../lib/browser.mjs';
+import { sleep, launchChromium, openPage, startProxy, screenshotFromEnv, closeAll, demoPageReaders, cutDuringBurst } from '../lib/browser.mjs';
 
 // `demo:` channels accept publish messages from WebSocket clients (--client-publish demo:).
 const CHANNEL = `demo:ws-test/${process.pid}-${Date.now()}`;
@@ -170,29 +170,7 @@ test('survives cut connections: every message exactly once, in order, recovered 
   const N = 60;
   const pub = (i) => publish(server.url, CHANNEL, { seq: i });
 
-  for (let i = 1; i <= 10; i++) await pub(i);
-  await waitFor(async () => (await num('#count-messages')) === base + 10, 5000, 'live messages 1-10');
-
-  // Cut the WebSocket and keep the server unreachable while 11..30 are published.
-  proxy.block(true);
-  assert.ok(proxy.cut() >= 1, 'the WebSocket went through the proxy');
-  await page.waitForSelector('#status[data-state="reconnecting"]', { timeout: 5000 });
-  for (let i = 11; i <= 30; i++) await pub(i);
-  await sleep(300);
-  proxy.block(false);
-  await waitFor(async () => (await num('#count-reconnects')) >= reconnects0 + 1, 10000, 'first reconnect');
-  await page.waitForSelector('#status[data-state="open"]', { timeout: 5000 });
-
-  // 31..60 with one more cut in the middle (no blocking: the page reconnects at once).
-  for (let i = 31; i <= N; i++) {
-    await pub(i);
-    if (i === 45) proxy.cut();
-    await sleep(15);
-  }
-  await waitFor(async () => (await num('#count-messages')) >= base + N, 15000,
-    'all 60 messages (have ' + (await num('#count-messages')) + ')');
-  await waitFor(async () => (await num('#count-reconnects')) >= reconnects0 + 2, 5000, 'second reconnect');
-  await sleep(300); // anything extra (a duplicate) would show up now
+  await cutDuringBurst({ page, proxy, pub, num, n: N, base, reconnects0, what: 'WebSocket' });
 
   const all = (await messages()).filter((m) => typeof seqOf(m) === 'number');
   // Log is newest first: reversed, it is the arrival order, which must be 1..60 exactly.

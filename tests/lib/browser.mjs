@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { chromium } from 'playwright-core';
+import { waitFor } from './harness.mjs';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -113,4 +114,34 @@ export function demoPageReaders(getPage) {
     duplicate: li.classList.contains('duplicate'),
   })));
   return { text, num, messages };
+}
+
+// The demo pages' reconnection scenario: messages 1..10 live; every connection cut and
+// the server kept unreachable while 11..30 are published; then 31..n with one more cut
+// (at 45) that the page recovers from at once. Waits until the page counted all n and
+// reconnected twice; the caller then checks what the page shows.
+//   page, proxy: from openPage and startProxy; pub(i): publishes message i;
+//   num(selector): reads a counter; base, reconnects0: the counters before.
+export async function cutDuringBurst({ page, proxy, pub, num, n = 60, base, reconnects0, what }) {
+  for (let i = 1; i <= 10; i++) await pub(i);
+  await waitFor(async () => (await num('#count-messages')) === base + 10, 5000, 'live messages 1-10');
+
+  proxy.block(true);
+  assert.ok(proxy.cut() >= 1, `the ${what} went through the proxy`);
+  await page.waitForSelector('#status[data-state="reconnecting"]', { timeout: 5000 });
+  for (let i = 11; i <= 30; i++) await pub(i);
+  await sleep(300);
+  proxy.block(false);
+  await waitFor(async () => (await num('#count-reconnects')) >= reconnects0 + 1, 10000, 'first reconnect');
+  await page.waitForSelector('#status[data-state="open"]', { timeout: 5000 });
+
+  for (let i = 31; i <= n; i++) {
+    await pub(i);
+    if (i === 45) proxy.cut();
+    await sleep(15);
+  }
+  await waitFor(async () => (await num('#count-messages')) >= base + n, 15000,
+    `all ${n} messages (have ${await num('#count-messages')})`);
+  await waitFor(async () => (await num('#count-reconnects')) >= reconnects0 + 2, 5000, 'second reconnect');
+  await sleep(300); // anything extra (a duplicate) would show up now
 }
