@@ -26,7 +26,6 @@ typedef struct sse_sub_s {
   size_t channel_len;
   engine_pos_t since;       /* asked-for position, when has_since */
   bool has_since;
-  engine_pos_t pos;         /* where the client is */
   /* the engine's answer, kept until every channel has one */
   engine_recovery_t recovery;
   uint64_t oldest;
@@ -124,7 +123,7 @@ int sse_pos_parse(const char *s, size_t len, engine_pos_t *pos) {
 static void sse__append_position(tt_str_t *s, const sse_client_t *cl) {
   for (int i = 0; i < cl->nsubs; i++) {
     if (i > 0) tt_str_append(s, ",", 1);
-    tt_str_appendf(s, "%s:%" PRIu64, cl->subs[i].pos.epoch, cl->subs[i].pos.offset);
+    tt_str_appendf(s, "%s:%" PRIu64, cl->subs[i].sub.pos.epoch, cl->subs[i].sub.pos.offset);
   }
 }
 
@@ -146,11 +145,12 @@ static void sse__send_event(sse_client_t *cl, const char *event, const char *dat
 
 /* ================================================================ delivery */
 
+/* The subscription's position is already the message's (the hub, or the
+ * history replay in sse__start, sets it first), so a multi-channel id is
+ * the stream's position after this message. */
 static void sse__deliver(hub_client_t *hc, hub_sub_t *hs, tt_msg_t *msg) {
+  (void)hs;
   sse_client_t *cl = tt_container_of(hc, sse_client_t, hub);
-  sse_sub_t *ss = tt_container_of(hs, sse_sub_t, sub);
-  memcpy(ss->pos.epoch, msg->epoch, sizeof(ss->pos.epoch));
-  ss->pos.offset = msg->offset;
   tt_buf_t *frame = tt_msg_frame(msg, TT_FRAME_SSE, sse_frame_build);
   int rc;
   if (cl->nsubs == 1) {
@@ -216,14 +216,14 @@ static void sse__start(sse_client_t *cl) {
   for (int i = 0; i < cl->nsubs; i++) {
     sse_sub_t *ss = &cl->subs[i];
     if (!ss->has_since || ss->recovery == ENGINE_FRESH) {
-      ss->pos = ss->top;
+      ss->sub.pos = ss->top;
     } else if (ss->recovery == ENGINE_RECOVERED) {
-      ss->pos = ss->since;
-      memcpy(ss->pos.epoch, ss->top.epoch, sizeof(ss->pos.epoch)); /* a bare offset meant this epoch */
+      ss->sub.pos = ss->since;
+      memcpy(ss->sub.pos.epoch, ss->top.epoch, sizeof(ss->sub.pos.epoch)); /* a bare offset meant this epoch */
     } else {
       complete = false;
-      ss->pos = ss->top;
-      ss->pos.offset = ss->oldest - 1;
+      ss->sub.pos = ss->top;
+      ss->sub.pos.offset = ss->oldest - 1;
     }
   }
 
@@ -255,6 +255,8 @@ static void sse__start(sse_client_t *cl) {
       tt_str_free(&r);
     }
     for (size_t k = 0; k < ss->count; k++) {
+      memcpy(ss->sub.pos.epoch, ss->msgs[k]->epoch, sizeof(ss->sub.pos.epoch));
+      ss->sub.pos.offset = ss->msgs[k]->offset;
       sse__deliver(&cl->hub, &ss->sub, ss->msgs[k]);
       tt_msg_unref(ss->msgs[k]);
     }
@@ -262,7 +264,10 @@ static void sse__start(sse_client_t *cl) {
     ss->msgs = NULL;
     ss->count = 0;
   }
-  for (int i = 0; i < cl->nsubs; i++) hub_sub_live(sse.hub, &cl->subs[i].sub, &cl->subs[i].pos);
+  for (int i = 0; i < cl->nsubs; i++) {
+    engine_pos_t reached = cl->subs[i].sub.pos;
+    hub_sub_live(sse.hub, &cl->subs[i].sub, &reached);
+  }
 }
 
 static void sse__on_subscribed(void *ctx, hub_sub_t *hs, const engine_history_t *h) {
