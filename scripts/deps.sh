@@ -5,8 +5,8 @@
 # As root it runs apt-get; otherwise it prints the command to run.
 set -eu
 
-build="cmake ninja-build pkg-config gcc libc6-dev libuv1-dev libjansson-dev libssl-dev zlib1g-dev libhiredis-dev"
-test="$build clang libclang-rt-14-dev nodejs npm chromium curl prometheus python3 python3-websockets redis-server redis-tools"
+build="cmake ninja-build pkg-config gcc libc6-dev libuv1-dev libjansson-dev libssl-dev zlib1g-dev libhiredis-dev libopus-dev libopusenc-dev"
+test="$build clang libclang-rt-14-dev nodejs npm chromium curl prometheus python3 python3-websockets redis-server redis-tools libopusfile-dev ffmpeg sox"
 
 case "${1:-build}" in
   build) want=$build ;;

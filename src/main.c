@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 
 #include "api/api.h"
+#include "audio/audio.h"
 #include "core/core.h"
 #include "engine/engine.h"
 #include "hub/hub.h"
@@ -36,6 +37,7 @@ static void on_signal(uv_signal_t *s, int signum) {
   tt_log(TT_LOG_INFO, "server.stopping", "signal received: draining", "\"signal\":%d,\"drain_timeout_s\":%g", signum,
          t->cfg.drain_timeout);
   net_server_shutdown(t->server);
+  audio_jobs_stop();
   uv_close((uv_handle_t *)&t->sigterm, NULL);
   uv_close((uv_handle_t *)&t->sigint, NULL);
   uv_close((uv_handle_t *)&t->sweep, NULL);
@@ -56,9 +58,15 @@ static void raise_fd_limit(void) {
 
 int main(int argc, char **argv) {
   static tutti_t t;
+  if (argc > 1 && strcmp(argv[1], "render") == 0) return audio_cli_render(argc - 1, argv + 1);
   int rc = tt_config_load(&t.cfg, argc, argv);
   if (rc == 1) return 0;
   if (rc != 0) return 2;
+  /* Render jobs wait for their turn on pool threads: room for all of them
+   * beside the file reads (before anything uses the pool). */
+  char pool[16];
+  snprintf(pool, sizeof(pool), "%d", 4 + t.cfg.render_queue);
+  setenv("UV_THREADPOOL_SIZE", pool, 1);
   signal(SIGPIPE, SIG_IGN);
   raise_fd_limit();
   uint64_t started = tt_now_ms();
@@ -110,8 +118,21 @@ int main(int argc, char **argv) {
                           .presence_ttl = t.cfg.presence_ttl,
                           .started_ms = started},
           t.cfg.workers);
-  api_init(&(api_options_t){.hub = t.hub, .api_key = t.cfg.api_key, .workers = t.cfg.workers, .started_ms = started,
-                            .metrics_buoy_names = t.cfg.metrics_buoy_names != 0});
+  api_init(&(api_options_t){
+      .hub = t.hub,
+      .api_key = t.cfg.api_key,
+      .workers = t.cfg.workers,
+      .started_ms = started,
+      .metrics_buoy_names = t.cfg.metrics_buoy_names != 0,
+      .render = {.max_duration = t.cfg.render_max_duration,
+                 .sample_rate = t.cfg.render_sample_rate,
+                 .channels = t.cfg.render_channels,
+                 .samples_dir = t.cfg.samples_dir},
+      .jobs = {.max_queued = t.cfg.render_queue,
+               .concurrency = t.cfg.render_concurrency,
+               .timeout = t.cfg.render_timeout,
+               .opus_bitrate = t.cfg.opus_bitrate},
+  });
 
   net_options_t nopts = {
       .host = t.cfg.host,

@@ -7,11 +7,12 @@
 
 #include "../obs/obs.h"
 #include "../transport/transport.h"
-#include "api.h"
+#include "api_internal.h"
 
 static api_options_t api;
 
 void api_init(const api_options_t *opts) { api = *opts; }
+const api_options_t *api__options(void) { return &api; }
 void api_set_server(net_server_t *server) { api.server = server; }
 
 /* ================================================================ helpers */
@@ -41,12 +42,12 @@ static void api__not_allowed(net_conn_t *c, const char *allow) {
   net_respond(c, 405, "application/json", body, sizeof(body) - 1, extra);
 }
 
-static void api__json(net_conn_t *c, int status, const tt_str_t *body) {
+void api__json(net_conn_t *c, int status, const tt_str_t *body) {
   net_respond(c, status, "application/json", body->data, body->len, "Cache-Control: no-store\r\n");
 }
 
 /* Decodes a channel from a path segment; answers 400 and returns -1 if bad. */
-static int api__channel(net_conn_t *c, const char *raw, size_t len, char *out, size_t *out_len) {
+int api__channel(net_conn_t *c, const char *raw, size_t len, char *out, size_t *out_len) {
   const char *why;
   ssize_t dl = len <= HUB_CHANNEL_MAX * 3 ? http_url_decode(raw, len, out, false) : -1;
   if (dl < 0 || hub_channel_check(out, (size_t)dl, &why) != 0) {
@@ -57,7 +58,7 @@ static int api__channel(net_conn_t *c, const char *raw, size_t len, char *out, s
   return 0;
 }
 
-static bool api__authorized(net_request_t *req) {
+bool api__authorized(net_request_t *req) {
   if (api.api_key == NULL) return true;
   size_t vl;
   const char *v = http_head_get(&req->head, "Authorization", &vl);
@@ -161,6 +162,7 @@ static void api__publish_raw(net_request_t *req, const char *raw, size_t raw_len
  * handler. */
 typedef struct api_pending_s {
   net_conn_t *conn;
+  char render_job[33];   /* a music:generated publish's render, or "" */
   size_t channel_len;
   char channel[];
 } api_pending_t;
@@ -168,6 +170,7 @@ typedef struct api_pending_s {
 static api_pending_t *api__pending(net_request_t *req, const char *channel, size_t clen) {
   api_pending_t *r = tt_malloc(sizeof(*r) + clen + 1);
   r->conn = req->conn;
+  r->render_job[0] = '\0';
   r->channel_len = clen;
   memcpy(r->channel, channel, clen);
   r->channel[clen] = '\0';
@@ -191,8 +194,10 @@ static void api__published(void *ctx, int status, const engine_pos_t *pos) {
       tt_str_t b = {0};
       tt_str_appends(&b, "{\"channel\":\"");
       tt_str_append(&b, r->channel, r->channel_len); /* the name rule needs no escaping */
-      tt_str_appendf(&b, "\",\"epoch\":\"%s\",\"offset\":%" PRIu64 ",\"id\":\"%s:%" PRIu64 "\"}", pos->epoch,
+      tt_str_appendf(&b, "\",\"epoch\":\"%s\",\"offset\":%" PRIu64 ",\"id\":\"%s:%" PRIu64 "\"", pos->epoch,
                      pos->offset, pos->epoch, pos->offset);
+      if (r->render_job[0]) tt_str_appendf(&b, ",\"render_job\":\"%s\"", r->render_job);
+      tt_str_appends(&b, "}");
       api__json(c, 200, &b);
       tt_str_free(&b);
     }
@@ -206,7 +211,13 @@ static void api__publish(net_request_t *req, const char *channel, size_t clen, c
     net_respond_error(req->conn, 403, "FORBIDDEN", "room channels are published to by their participants only");
     return;
   }
+  char job[33] = "";
+  static const char music[] = "music:generated";
+  if (elen == sizeof(music) - 1 && memcmp(event, music, elen) == 0 &&
+      api__music_generated(req, channel, clen, data, dlen, job) != 0)
+    return; /* answered */
   api_pending_t *r = api__pending(req, channel, clen);
+  memcpy(r->render_job, job, sizeof(job));
   hub_publish(api.hub, &net_conn_worker(req->conn)->loop, channel, clen, event, elen, data, dlen, api__published, r);
 }
 
@@ -499,6 +510,7 @@ static void api__metrics(net_conn_t *c) {
       .engine = e->vt->name,
       .engine_up = strcmp(e->vt->state(e), "up") == 0,
       .buoy_names = api.metrics_buoy_names,
+      .render_jobs = audio_jobs_active(),
   };
   engine_stats_t es;
   engine_redis_stats(e, &es);
@@ -521,19 +533,22 @@ void api_handle(net_request_t *req) {
   bool post = api__method(req, "POST");
   obs_inc(OBS_HTTP_REQUESTS);
 
-  if (api__prefix(req, "/sse/", &rest, &rl) || api__prefix(req, "/stream/", &rest, &rl)) {
-    if (!api__method(req, "GET")) {
-      api__not_allowed(c, "GET");
-    } else {
-      sse_open(req, rest, rl);
-    }
+  if (api__prefix(req, "/sse/", &rest, &rl)) {
+    if (!api__method(req, "GET")) api__not_allowed(c, "GET");
+    else sse_open(req, rest, rl, HUB_AUDIO_DEFAULT);
+  } else if (api__prefix(req, "/stream/", &rest, &rl)) {
+    /* the streaming-server document's routes: its clients expect the
+     * SerializedBuffer JSON, and POST .../test renders */
+    if (post && rl > 5 && memcmp(rest + rl - 5, "/test", 5) == 0) api__render_channel(req, rest, rl - 5, true);
+    else if (!api__method(req, "GET")) api__not_allowed(c, "GET");
+    else sse_open(req, rest, rl, "json");
   } else if (api__is(req, "/ws")) {
     ws_open(req, NULL, 0);
   } else if (api__prefix(req, "/ws/", &rest, &rl)) {
     ws_open(req, rest, rl);
   } else if (api__is(req, "/sse")) {
     if (!api__method(req, "GET")) api__not_allowed(c, "GET");
-    else sse_open(req, NULL, 0);
+    else sse_open(req, NULL, 0, HUB_AUDIO_DEFAULT);
   } else if (api__is(req, "/api/publish")) {
     if (!post) api__not_allowed(c, "POST");
     else if (!api__authorized(req)) net_respond_error(c, 401, "UNAUTHORIZED", "publishing needs Authorization: Bearer KEY");
@@ -543,6 +558,16 @@ void api_handle(net_request_t *req) {
     if (!post) api__not_allowed(c, "POST");
     else if (!api__authorized(req)) net_respond_error(c, 401, "UNAUTHORIZED", "publishing needs Authorization: Bearer KEY");
     else api__publish_raw(req, rest, rl - 8);
+  } else if (api__prefix(req, "/api/channels/", &rest, &rl) && rl > 7 &&
+             memcmp(rest + rl - 7, "/render", 7) == 0) {
+    if (!post) api__not_allowed(c, "POST");
+    else api__render_channel(req, rest, rl - 7, false);
+  } else if (api__is(req, "/api/render")) {
+    if (!post) api__not_allowed(c, "POST");
+    else api__render_file(req);
+  } else if (api__prefix(req, "/api/render/jobs/", &rest, &rl)) {
+    if (!get) api__not_allowed(c, "GET, HEAD");
+    else api__render_job(req, rest, rl);
   } else if (api__prefix(req, "/api/channels/", &rest, &rl) && rl > 9 &&
              memcmp(rest + rl - 9, "/presence", 9) == 0) {
     if (!get) api__not_allowed(c, "GET, HEAD");

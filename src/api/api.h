@@ -1,10 +1,11 @@
 /*
  * api: the HTTP routes. Routes a request to the SSE transport, the publish
- * handlers, health, metrics or static files.
+ * handlers, rendering, health, metrics or static files.
  */
 #ifndef TUTTI_API_H
 #define TUTTI_API_H
 
+#include "../audio/audio.h"
 #include "../hub/hub.h"
 #include "../net/net.h"
 
@@ -15,6 +16,8 @@ typedef struct api_options_s {
   int workers;
   uint64_t started_ms;
   bool metrics_buoy_names;
+  audio_limits_t render;      /* what a render's parameters may ask */
+  audio_job_limits_t jobs;    /* how render jobs run (outputs are set per route) */
 } api_options_t;
 
 void api_init(const api_options_t *opts);

@@ -85,6 +85,15 @@ static const tt_setting_t tt__settings[] = {
     {"room_code_words", TT_SET_STR, F(room_code_words), 0, 0, NULL,
      "words room codes are made of, comma-separated (MUSIC,JAM,BEAT,...)"},
     {"room_code_digits", TT_SET_INT, F(room_code_digits), 1, 8, "2", "digits of the number in a room code"},
+    {"render_max_duration", TT_SET_DBL, F(render_max_duration), 0.1, 600, "60", "longest render, seconds of audio"},
+    {"render_queue", TT_SET_INT, F(render_queue), 1, 256, "16", "render jobs waiting or running at once"},
+    {"render_concurrency", TT_SET_INT, F(render_concurrency), 1, 64, "1", "renders running at once (thread pool)"},
+    {"render_timeout", TT_SET_DBL, F(render_timeout), 1, 600, "120", "seconds of wall time a render may take"},
+    {"render_sample_rate", TT_SET_INT, F(render_sample_rate), 44100, 48000, "48000",
+     "sample rate of renders that name none: 44100 or 48000"},
+    {"render_channels", TT_SET_INT, F(render_channels), 1, 2, "2", "channels of renders that name none"},
+    {"opus_bitrate", TT_SET_INT, F(opus_bitrate), 6000, 510000, "96000", "Opus bitrate of renders, bits per second"},
+    {"samples_dir", TT_SET_STR, F(samples_dir), 0, 0, NULL, "folder of WAV samples the sampler may load by name"},
     {"max_body", TT_SET_I64, F(max_body), 0, 1073741824, "1048576", "largest request body, bytes"},
     {"max_queue", TT_SET_I64, F(max_queue), 1024, 1073741824, "4194304",
      "largest output queue per connection, bytes; a slower client is dropped"},
@@ -200,7 +209,8 @@ static int tt__load_env(tt_config_t *cfg) {
 static void tt__usage(FILE *out) {
   fprintf(out,
           "tutti %s: a real-time streaming server for music applications\n\n"
-          "usage: tutti [options]\n\n"
+          "usage: tutti [options]\n"
+          "       tutti render PARAMS.json -o OUT.wav|OUT.ogg   (tutti render --help)\n\n"
           "Every option can also be set as TUTTI_<NAME> in the environment or as \"<name>\"\n"
           "in the JSON file given by --config; flags win over the environment, which wins\n"
           "over the file.\n\n",
@@ -279,6 +289,11 @@ int tt_config_load(tt_config_t *cfg, int argc, char **argv) {
   tt_log_level = level;
   if (strcmp(cfg->engine, "memory") != 0 && strcmp(cfg->engine, "redis") != 0) {
     fprintf(stderr, "tutti: invalid value for setting 'engine': '%s'; expected memory or redis\n", cfg->engine);
+    return 2;
+  }
+  if (cfg->render_sample_rate != 44100 && cfg->render_sample_rate != 48000) {
+    fprintf(stderr, "tutti: invalid value for setting 'render_sample_rate': '%d'; expected 44100 or 48000\n",
+            cfg->render_sample_rate);
     return 2;
   }
   if (cfg->api_key != NULL && cfg->api_key[0] == '\0') {

@@ -126,6 +126,64 @@ void tt_str_free(tt_str_t *s) {
   s->len = s->cap = 0;
 }
 
+/* ================================================================ base64 */
+
+static const char tt__b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void tt_str_append_base64(tt_str_t *s, const void *p, size_t n) {
+  const unsigned char *in = p;
+  tt_str_reserve(s, (n + 2) / 3 * 4);
+  char *o = s->data + s->len;
+  size_t i = 0;
+  for (; i + 3 <= n; i += 3) {
+    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+    *o++ = tt__b64[v >> 18];
+    *o++ = tt__b64[(v >> 12) & 63];
+    *o++ = tt__b64[(v >> 6) & 63];
+    *o++ = tt__b64[v & 63];
+  }
+  if (i < n) {
+    uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+    *o++ = tt__b64[v >> 18];
+    *o++ = tt__b64[(v >> 12) & 63];
+    *o++ = i + 1 < n ? tt__b64[(v >> 6) & 63] : '=';
+    *o++ = '=';
+  }
+  s->len = (size_t)(o - s->data);
+}
+
+static int tt__b64_value(unsigned char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+int tt_base64_decode(const char *p, size_t n, tt_str_t *out) {
+  while (n > 0 && p[n - 1] == '=') n--;
+  if (n % 4 == 1) return -EINVAL;
+  size_t start = out->len;
+  tt_str_reserve(out, n / 4 * 3 + 3);
+  unsigned char *o = (unsigned char *)out->data + out->len;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    int v = tt__b64_value((unsigned char)p[i]);
+    if (v < 0) {
+      out->len = start;
+      return -EINVAL;
+    }
+    acc = acc << 6 | (uint32_t)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      *o++ = (unsigned char)(acc >> bits);
+    }
+  }
+  out->len = (size_t)((char *)o - out->data);
+  return 0;
+}
+
 /* ================================================================ time */
 
 uint64_t tt_now_ms(void) {

@@ -64,6 +64,11 @@ void tt_str_appendf(tt_str_t *s, const char *fmt, ...) __attribute__((format(pri
 /* Appends `n` bytes as the inside of a JSON string (quotes not included). */
 void tt_str_append_json(tt_str_t *s, const char *p, size_t n);
 void tt_str_free(tt_str_t *s);
+/* Appends `n` bytes as standard base64 with padding. */
+void tt_str_append_base64(tt_str_t *s, const void *p, size_t n);
+/* Appends the bytes that standard base64 text (padding optional) stands for;
+ * -EINVAL, with nothing appended, when it is not base64. */
+int tt_base64_decode(const char *p, size_t n, tt_str_t *out);
 
 /* ================================================================ time */
 
@@ -141,6 +146,14 @@ typedef struct tt_config_s {
   double recording_ttl;       /* s */
   char *room_code_words;
   int room_code_digits;
+  double render_max_duration; /* s of audio one render may make */
+  int render_queue;           /* render jobs waiting or running at once */
+  int render_concurrency;     /* renders running at once */
+  double render_timeout;      /* s of wall time a render may take */
+  int render_sample_rate;     /* 44100 or 48000 */
+  int render_channels;
+  int opus_bitrate;           /* bits per second */
+  char *samples_dir;          /* WAV samples for the sampler, or NULL */
   int64_t max_body;           /* bytes */
   int64_t max_queue;          /* bytes per connection */
 } tt_config_t;
@@ -216,6 +229,7 @@ typedef enum {
   TT_FRAME_WS_DEFLATE,
   TT_FRAME_WS_ROOM,          /* a room's event (or join/leave) as a participant gets it */
   TT_FRAME_WS_ROOM_DEFLATE,
+  TT_FRAME_WS_AUDIO,         /* an Opus or PCM16 render as a binary frame (empty: not one) */
   TT_FRAME_KINDS,
 } tt_frame_kind_t;
 

@@ -63,13 +63,44 @@ static bool hub__newer(const engine_pos_t *pos, const tt_msg_t *msg) {
   return strcmp(pos->epoch, msg->epoch) != 0 || msg->offset > pos->offset;
 }
 
+const char *hub_encoding_check(const char *name, size_t len) {
+  static const char *const names[] = {"opus", "pcm16", "json", "json16"};
+  for (size_t i = 0; i < TT_ARRAY_SIZE(names); i++)
+    if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0) return names[i];
+  return NULL;
+}
+
+const char *hub_msg_encoding(const tt_msg_t *msg, size_t *len) {
+  const size_t n = sizeof(HUB_AUDIO_EVENT) - 1;
+  if (msg->event_len <= n + 1 || msg->event[n] != '.' || memcmp(msg->event, HUB_AUDIO_EVENT, n) != 0) return NULL;
+  *len = msg->event_len - n - 1;
+  return msg->event + n + 1;
+}
+
+const char *hub_msg_event(const tt_msg_t *msg, size_t *len) {
+  if (hub_msg_encoding(msg, len) != NULL) {
+    *len = sizeof(HUB_AUDIO_EVENT) - 1;
+    return HUB_AUDIO_EVENT;
+  }
+  *len = msg->event_len;
+  return msg->event;
+}
+
+bool hub_sub_wants(const hub_sub_t *sub, const tt_msg_t *msg) {
+  if (sub->skip_event != NULL && strlen(sub->skip_event) == msg->event_len &&
+      memcmp(sub->skip_event, msg->event, msg->event_len) == 0)
+    return false; /* a participant's own event */
+  size_t el;
+  const char *enc = hub_msg_encoding(msg, &el);
+  if (enc == NULL) return true;
+  const char *want = sub->encoding ? sub->encoding : HUB_AUDIO_DEFAULT;
+  return strlen(want) == el && memcmp(want, enc, el) == 0;
+}
+
 static void hub__deliver(hub_sub_t *sub, tt_msg_t *msg) {
   memcpy(sub->pos.epoch, msg->epoch, sizeof(sub->pos.epoch));
   sub->pos.offset = msg->offset;
-  if (sub->skip_event != NULL && strlen(sub->skip_event) == msg->event_len &&
-      memcmp(sub->skip_event, msg->event, msg->event_len) == 0)
-    return; /* a participant's own event */
-  sub->client->vt->deliver(sub->client, sub, msg);
+  if (hub_sub_wants(sub, msg)) sub->client->vt->deliver(sub->client, sub, msg);
 }
 
 static void hub__hold(hub_sub_t *sub, tt_msg_t *msg) {

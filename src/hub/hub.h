@@ -49,6 +49,7 @@ struct hub_sub_s {
   bool live;                 /* recovery done: deliveries flow */
   bool room;                 /* a room participant's subscription (framed as room events) */
   const char *skip_event;    /* messages with this event name are not delivered (own events) */
+  const char *encoding;      /* which audio_buffer.<encoding> messages it gets (NULL: "opus") */
   hub_sub_req_t *req;        /* the engine's answer still to come, if any */
   tt_msg_t **held;           /* live messages that came during recovery */
   size_t held_count, held_cap;
@@ -78,6 +79,28 @@ int hub_event_check(const char *name, size_t len, const char **why);
 /* Publishes through the engine; cb gets the assigned position. */
 void hub_publish(hub_t *hub, uv_loop_t *loop, const char *channel, size_t clen, const char *event, size_t elen,
                  const char *data, size_t dlen, engine_publish_cb cb, void *ctx);
+
+/* ================================================================ audio events */
+
+/*
+ * A render is published once per encoding, as events named
+ * "audio_buffer.<encoding>" (opus, pcm16, json, json16), each built once. A
+ * subscription gets only its own encoding's (hub_sub_t.encoding), and every
+ * transport shows them as "audio_buffer".
+ */
+#define HUB_AUDIO_EVENT "audio_buffer"
+#define HUB_AUDIO_DEFAULT "opus"
+
+/* The canonical name of a valid encoding ("opus", "pcm16", "json",
+ * "json16"), or NULL. */
+const char *hub_encoding_check(const char *name, size_t len);
+/* The encoding of an "audio_buffer.<encoding>" message (not NUL-terminated), or NULL. */
+const char *hub_msg_encoding(const tt_msg_t *msg, size_t *len);
+/* The event name clients see. */
+const char *hub_msg_event(const tt_msg_t *msg, size_t *len);
+/* Whether `sub` gets `msg` at all (encodings, a participant's own events);
+ * transports replaying history ask it too. */
+bool hub_sub_wants(const hub_sub_t *sub, const tt_msg_t *msg);
 
 /* ================================================================ subscribing */
 

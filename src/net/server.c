@@ -100,7 +100,9 @@ static void net__schedule(net_conn_t *c) {
 int net_conn_send(net_conn_t *c, tt_buf_t *buf, size_t off) {
   if (c->closing || c->overflowed || c->close_after_flush) return -EPIPE;
   if (c->q_count == 0) c->progress_ms = uv_now(&c->worker->pub.loop);
-  if (c->q_bytes + (buf->len - off) > (size_t)c->worker->pub.server->opts.max_queue) {
+  /* The limit is on the backlog a frame joins: a frame larger than the
+   * limit (a long render's JSON) still goes to a client that keeps up. */
+  if (c->q_bytes > 0 && c->q_bytes + (buf->len - off) > (size_t)c->worker->pub.server->opts.max_queue) {
     c->overflowed = true; /* dealt with at the flush point, not here */
     net__schedule(c);
     return -ENOBUFS;

@@ -190,6 +190,14 @@ void obs_render_prometheus(tt_str_t *out, const obs_gauges_t *g) {
                obs_get(OBS_RECOVERIES));
   obs__counter(out, "tutti_recoveries_incomplete_total", "Reconnections that could not recover everything",
                obs_get(OBS_RECOVERIES_INCOMPLETE));
+  obs__counter(out, "tutti_renders_total", "Render jobs done", obs_get(OBS_RENDERS));
+  obs__counter(out, "tutti_renders_failed_total", "Render jobs that failed (timeout, missing sample)",
+               obs_get(OBS_RENDERS_FAILED));
+  obs__metric(out, "tutti_render_audio_seconds_total", "counter", "Seconds of audio rendered");
+  tt_str_appendf(out, "tutti_render_audio_seconds_total %.3f\n", (double)obs_get(OBS_RENDER_AUDIO_MS) / 1000.0);
+  obs__metric(out, "tutti_render_wall_seconds_total", "counter", "Wall time spent rendering and encoding");
+  tt_str_appendf(out, "tutti_render_wall_seconds_total %.3f\n", (double)obs_get(OBS_RENDER_WALL_MS) / 1000.0);
+  obs__gauge(out, "tutti_render_jobs", "Render jobs waiting or running", (double)g->render_jobs);
 }
 
 uint64_t obs_rss_bytes(void) {

@@ -28,6 +28,10 @@ typedef enum {
   OBS_WS_MESSAGES_SENT,       /* published messages queued to WebSocket clients */
   OBS_RECOVERIES,             /* recovery asked and complete */
   OBS_RECOVERIES_INCOMPLETE,
+  OBS_RENDERS,                /* render jobs done */
+  OBS_RENDERS_FAILED,
+  OBS_RENDER_AUDIO_MS,        /* audio rendered, ms */
+  OBS_RENDER_WALL_MS,         /* wall time rendering and encoding took, ms */
   OBS_COUNTER_COUNT,
 } obs_counter_t;
 
@@ -59,6 +63,7 @@ typedef struct obs_gauges_s {
   uint64_t engine_disconnects;
   uint64_t bridge_relayed;
   uint64_t bridge_invalid;
+  int render_jobs;      /* waiting or running */
 } obs_gauges_t;
 
 /* Appends the Prometheus text exposition (format 0.0.4). */

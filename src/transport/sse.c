@@ -83,8 +83,10 @@ static void sse__append_data(tt_str_t *out, const char *data, size_t len) {
 tt_buf_t *sse_frame_build(const tt_msg_t *msg) {
   tt_str_t s = {0};
   tt_str_reserve(&s, msg->data_len + msg->event_len + 64);
+  size_t el;
+  const char *event = hub_msg_event(msg, &el);
   tt_str_appendf(&s, "id: %s:%" PRIu64 "\nevent: ", msg->epoch, msg->offset);
-  tt_str_append(&s, msg->event, msg->event_len);
+  tt_str_append(&s, event, el);
   tt_str_append(&s, "\n", 1);
   sse__append_data(&s, msg->data, msg->data_len);
   tt_str_append(&s, "\n", 1);
@@ -257,7 +259,7 @@ static void sse__start(sse_client_t *cl) {
     for (size_t k = 0; k < ss->count; k++) {
       memcpy(ss->sub.pos.epoch, ss->msgs[k]->epoch, sizeof(ss->sub.pos.epoch));
       ss->sub.pos.offset = ss->msgs[k]->offset;
-      sse__deliver(&cl->hub, &ss->sub, ss->msgs[k]);
+      if (hub_sub_wants(&ss->sub, ss->msgs[k])) sse__deliver(&cl->hub, &ss->sub, ss->msgs[k]);
       tt_msg_unref(ss->msgs[k]);
     }
     free(ss->msgs);
@@ -403,7 +405,7 @@ static int sse__parse_positions(sse_client_t *cl, const char *s, size_t len) {
   return i == cl->nsubs ? 0 : -EINVAL;
 }
 
-void sse_open(net_request_t *req, const char *channel, size_t len) {
+void sse_open(net_request_t *req, const char *channel, size_t len, const char *encoding) {
   const char **names = NULL;
   size_t *lens = NULL;
   int n = 0;
@@ -421,6 +423,12 @@ void sse_open(net_request_t *req, const char *channel, size_t len) {
     } else if (kl == 5 && memcmp(k, "since", 5) == 0) {
       since = v;
       since_len = vl;
+    } else if (kl == 8 && memcmp(k, "encoding", 8) == 0) {
+      encoding = hub_encoding_check(v, vl);
+      if (encoding == NULL) {
+        net_respond_error(req->conn, 400, "BAD_ENCODING", "encoding must be opus, pcm16, json or json16");
+        goto done;
+      }
     }
   }
   if (n == 0) {
@@ -438,6 +446,7 @@ void sse_open(net_request_t *req, const char *channel, size_t len) {
     cl->subs[i].client = cl;
     cl->subs[i].channel = (char *)names[i];
     cl->subs[i].channel_len = lens[i];
+    cl->subs[i].sub.encoding = encoding;
     names[i] = NULL;
   }
 

@@ -24,9 +24,10 @@ void sse_free(void);
 /*
  * Opens an SSE stream for `req`. `channel` is the raw (percent-encoded)
  * channel from the path, or NULL to take the `channel` query parameters.
- * Answers 400 itself on bad channels or positions.
+ * `encoding` is the audio encoding unless the query names one (?encoding=).
+ * Answers 400 itself on bad channels, positions or encodings.
  */
-void sse_open(net_request_t *req, const char *channel, size_t len);
+void sse_open(net_request_t *req, const char *channel, size_t len, const char *encoding);
 
 /* Builds the SSE frame of a message: "id: E:O\nevent: N\ndata: ...\n\n",
  * with one data: line per line of the data. */

@@ -198,8 +198,10 @@ static void ws__envelope(const tt_msg_t *m, tt_str_t *s) {
   tt_str_reserve(s, m->data_len + m->channel_len + m->event_len + 96);
   tt_str_appends(s, "{\"type\":\"message\",\"channel\":\"");
   tt_str_append(s, m->channel, m->channel_len); /* the name rules need no escaping */
+  size_t el;
+  const char *event = hub_msg_event(m, &el);
   tt_str_appendf(s, "\",\"id\":\"%s:%" PRIu64 "\",\"event\":\"", m->epoch, m->offset);
-  tt_str_append(s, m->event, m->event_len);
+  tt_str_append(s, event, el);
   tt_str_appends(s, "\",\"data\":");
   tt_str_append(s, m->data, m->data_len);
   tt_str_appends(s, "}");
@@ -211,6 +213,58 @@ tt_buf_t *ws_frame_message(const tt_msg_t *m) {
   tt_buf_t *b = ws_frame_build(WS_OP_TEXT, false, s.data, s.len);
   tt_str_free(&s);
   return b;
+}
+
+/*
+ * An Opus or PCM16 render as one binary frame: a 4-byte little-endian
+ * length, that many bytes of JSON describing it (the message's members but
+ * "data", plus type, channel, id and event), then the audio bytes, decoded
+ * once from the message's base64 "data". NULL when the message is not of
+ * that shape (then it goes as text).
+ */
+typedef struct ws_audio_fields_s {
+  tt_str_t head;
+  tt_json_span_t data;
+  bool has_data;
+} ws_audio_fields_t;
+
+static int ws__audio_member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
+  ws_audio_fields_t *f = ctx;
+  if (tt_json_key_is(key, "data")) {
+    f->data = value;
+    f->has_data = value.len >= 2 && value.p[0] == '"';
+    return 0;
+  }
+  tt_str_appends(&f->head, ",");
+  tt_str_append(&f->head, key.p, key.len);
+  tt_str_appends(&f->head, ":");
+  tt_str_append(&f->head, value.p, value.len);
+  return 0;
+}
+
+static tt_buf_t *ws__frame_audio(const tt_msg_t *m) {
+  ws_audio_fields_t f = {0};
+  tt_str_appends(&f.head, "{\"type\":\"audio_buffer\",\"channel\":\"");
+  tt_str_append(&f.head, m->channel, m->channel_len);
+  tt_str_appendf(&f.head, "\",\"id\":\"%s:%" PRIu64 "\",\"event\":\"audio_buffer\"", m->epoch, m->offset);
+  tt_buf_t *b = NULL;
+  tt_str_t audio = {0};
+  if (tt_json_object_scan(m->data, m->data_len, ws__audio_member, &f) == 0 && f.has_data &&
+      tt_base64_decode(f.data.p + 1, f.data.len - 2, &audio) == 0) {
+    tt_str_appends(&f.head, "}");
+    tt_str_t payload = {0};
+    tt_str_reserve(&payload, 4 + f.head.len + audio.len);
+    uint8_t len[4] = {(uint8_t)f.head.len, (uint8_t)(f.head.len >> 8), (uint8_t)(f.head.len >> 16),
+                      (uint8_t)(f.head.len >> 24)};
+    tt_str_append(&payload, len, 4);
+    tt_str_append(&payload, f.head.data, f.head.len);
+    tt_str_append(&payload, audio.data, audio.len);
+    b = ws_frame_build(WS_OP_BINARY, false, payload.data, payload.len);
+    tt_str_free(&payload);
+  }
+  tt_str_free(&audio);
+  tt_str_free(&f.head);
+  return b != NULL ? b : tt_buf_new(0); /* cached too: "send as text" */
 }
 
 /* A text frame of `payload`, compressed when the client negotiated it and
@@ -292,8 +346,17 @@ static void ws__error(ws_client_t *cl, const char *code, const char *message, co
 
 static void ws__deliver(hub_client_t *hc, hub_sub_t *hs, tt_msg_t *msg) {
   ws_client_t *cl = tt_container_of(hc, ws_client_t, hub);
-  tt_buf_t *frame;
-  if (hs->room)
+  tt_buf_t *frame = NULL;
+  size_t el;
+  const char *enc = hub_msg_encoding(msg, &el);
+  /* Opus and PCM16 go binary; a message every subscriber of that encoding
+   * gets, so one cache slot serves them all, deflate or not (audio does not
+   * compress). When the message is not a render's shape it goes as text. */
+  if (enc != NULL && ((el == 4 && memcmp(enc, "opus", 4) == 0) || (el == 5 && memcmp(enc, "pcm16", 5) == 0)))
+    frame = tt_msg_frame(msg, TT_FRAME_WS_AUDIO, ws__frame_audio);
+  if (frame != NULL && frame->len > 0)
+    ;
+  else if (hs->room)
     frame = cl->deflate ? tt_msg_frame(msg, TT_FRAME_WS_ROOM_DEFLATE, ws__frame_room_deflated)
                         : tt_msg_frame(msg, TT_FRAME_WS_ROOM, ws__frame_room);
   else
@@ -392,7 +455,7 @@ static void ws__on_subscribed(void *ctx, hub_sub_t *hs, const engine_history_t *
     if (m->offset > pos.offset || strcmp(m->epoch, pos.epoch) != 0) {
       memcpy(pos.epoch, m->epoch, sizeof(pos.epoch));
       pos.offset = m->offset;
-      ws__deliver(&cl->hub, &s->sub, m);
+      if (hub_sub_wants(&s->sub, m)) ws__deliver(&cl->hub, &s->sub, m);
     }
   }
   tt_str_t r = {0};
@@ -408,7 +471,7 @@ static void ws__on_subscribed(void *ctx, hub_sub_t *hs, const engine_history_t *
 }
 
 static void ws__subscribe(ws_client_t *cl, const char *channel, size_t clen, const engine_pos_t *since,
-                          const tt_str_t *ref, const tt_json_span_t *presence) {
+                          const tt_str_t *ref, const tt_json_span_t *presence, const char *encoding) {
   if (ws__find(cl, channel, clen) != NULL) {
     ws__error(cl, "ALREADY_SUBSCRIBED", "this connection already has the channel", ref);
     return;
@@ -423,6 +486,7 @@ static void ws__subscribe(ws_client_t *cl, const char *channel, size_t clen, con
   s->client = cl;
   memcpy(s->channel, channel, clen);
   s->channel_len = clen;
+  s->sub.encoding = encoding;
   if (since != NULL) {
     s->has_since = true;
     s->since = *since;
@@ -438,9 +502,10 @@ static void ws__subscribe(ws_client_t *cl, const char *channel, size_t clen, con
 
 typedef struct ws_req_s {
   tt_json_span_t type, id, channel, topic, since, event, data, client_time, presence, room_code, user, event_name,
-      payload, echo, speed, name, max_participants;
+      payload, echo, speed, name, max_participants, encoding;
   bool has_type, has_id, has_channel, has_topic, has_since, has_event, has_data, has_client_time, has_presence,
-      has_room_code, has_user, has_event_name, has_payload, has_echo, has_speed, has_name, has_max_participants;
+      has_room_code, has_user, has_event_name, has_payload, has_echo, has_speed, has_name, has_max_participants,
+      has_encoding;
 } ws_req_t;
 
 #define WS_FIELD(name)                                         \
@@ -469,6 +534,7 @@ static int ws__member(void *ctx, tt_json_span_t key, tt_json_span_t value) {
   WS_FIELD(speed)
   WS_FIELD(name)
   WS_FIELD(max_participants)
+  WS_FIELD(encoding)
   return 0;
 }
 
@@ -1039,7 +1105,18 @@ static void ws__handle_text(ws_client_t *cl, const char *text, size_t len) {
         goto done;
       }
     }
-    ws__subscribe(cl, channel.data, channel.len, r.has_since ? &since : NULL, &ref, r.has_presence ? &r.presence : NULL);
+    const char *encoding = HUB_AUDIO_DEFAULT;
+    if (r.has_encoding) {
+      tt_str_t ev = {0};
+      encoding = tt_json_string_decode(r.encoding, &ev) == 0 ? hub_encoding_check(ev.data, ev.len) : NULL;
+      tt_str_free(&ev);
+      if (encoding == NULL) {
+        ws__error(cl, "BAD_ENCODING", "encoding must be opus, pcm16, json or json16", &ref);
+        goto done;
+      }
+    }
+    ws__subscribe(cl, channel.data, channel.len, r.has_since ? &since : NULL, &ref, r.has_presence ? &r.presence : NULL,
+                  encoding);
   } else if (ws__type_is(&type, "unsubscribe")) {
     if (ws__channel(cl, &r, &channel, &ref) != 0) goto done;
     ws_sub_t *s = ws__find(cl, channel.data, channel.len);
@@ -1455,6 +1532,7 @@ void ws_open(net_request_t *req, const char *channel, size_t len) {
   ssize_t chan_len = 0;
   engine_pos_t since;
   bool has_since = false;
+  const char *encoding = HUB_AUDIO_DEFAULT;
   if (channel != NULL) {
     const char *why;
     chan_len = len <= HUB_CHANNEL_MAX * 3 ? http_url_decode(channel, len, chan, false) : -1;
@@ -1473,6 +1551,12 @@ void ws_open(net_request_t *req, const char *channel, size_t len) {
           return;
         }
         has_since = true;
+      } else if (kk == 8 && memcmp(k, "encoding", 8) == 0) {
+        encoding = hub_encoding_check(qv, qvl);
+        if (encoding == NULL) {
+          net_respond_error(c, 400, "BAD_ENCODING", "encoding must be opus, pcm16, json or json16");
+          return;
+        }
       }
     }
   }
@@ -1529,7 +1613,7 @@ void ws_open(net_request_t *req, const char *channel, size_t len) {
   tt_log(TT_LOG_DEBUG, "ws.open", "WebSocket client connected", "\"conn\":%" PRIu64 ",\"deflate\":%s",
          net_conn_id(c), cl->deflate ? "true" : "false");
 
-  if (channel != NULL) ws__subscribe(cl, chan, (size_t)chan_len, has_since ? &since : NULL, NULL, NULL);
+  if (channel != NULL) ws__subscribe(cl, chan, (size_t)chan_len, has_since ? &since : NULL, NULL, NULL, encoding);
 }
 
 /* ================================================================ life */
