@@ -14,6 +14,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <opus/opusenc.h>
@@ -150,7 +151,8 @@ static int codec__parse_fmt(const uint8_t *f, size_t n, codec__fmt_t *fmt) {
   return 0;
 }
 
-/* One sample at `p` as a float; non-finite floats read as silence. */
+/* One sample at `p`; non-finite floats, and doubles that no float can
+ * hold, read as silence. */
 static inline double codec__sample(const codec__fmt_t *fmt, const uint8_t *p) {
   if (fmt->format == CODEC_WAVE_FLOAT) {
     double v;
@@ -163,7 +165,7 @@ static inline double codec__sample(const codec__fmt_t *fmt, const uint8_t *p) {
       uint64_t u = codec__le32(p) | ((uint64_t)codec__le32(p + 4) << 32);
       memcpy(&v, &u, sizeof(v));
     }
-    return isfinite(v) ? v : 0.0;
+    return fabs(v) <= FLT_MAX ? v : 0.0; /* NaN too */
   }
   switch (fmt->bytes) {
     case 1: return ((int)p[0] - 128) / 127.0; /* 8-bit WAV is unsigned */
@@ -201,12 +203,15 @@ static float *codec__resample(const float *in, size_t frames, uint32_t in_rate, 
 /*
  * The chunk walk: "RIFF" <size> "WAVE", then chunks of <id> <size> <bytes>
  * padded to an even length. The first "fmt " and "data" chunks count, in
- * either order; others are skipped. The walk ends at the RIFF size or the
- * end of the input, whichever is first (writers often get the RIFF size
- * wrong). A "fmt " or "data" chunk that runs past the end is a truncated
- * file (-EINVAL); an unknown chunk that does, or a few stray bytes at the
- * end, only ends the walk. Decoded audio is capped at AUDIO_DURATION_LIMIT
- * seconds; anything longer is refused as -EINVAL too.
+ * either order; others are skipped. The walk ends at the RIFF size when it
+ * lies inside the input (bytes after it, such as an appended ID3 tag, are
+ * ignored), else at the end of the input (streaming writers leave the size
+ * 0 or 0xFFFFFFFF). A "fmt " or "data" chunk that runs past the end is a
+ * truncated file (-EINVAL); an unknown chunk that does, or a few stray bytes
+ * at the end, only ends the walk. Decoded audio is capped at
+ * AUDIO_DURATION_LIMIT seconds; anything longer is refused as -EINVAL too.
+ * Reads only data[0..len). On success *samples is a tt_malloc'd block the
+ * caller frees, never NULL even when *frames is 0; on failure it is NULL.
  */
 int audio_decode_wav(const void *data, size_t len, int rate, float **samples, size_t *frames) {
   const uint8_t *b = data;

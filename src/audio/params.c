@@ -801,7 +801,7 @@ int audio_params_parse(const char *json, size_t len, const audio_limits_t *limit
                        audio_param_errors_t *errs) {
   memset(errs, 0, sizeof(*errs));
   *out = NULL;
-  parser_t p = {.limits = limits, .errs = errs, .tempo = 120, .seed = 1, .duration = 5};
+  parser_t p = {.limits = limits, .errs = errs, .tempo = 120, .seed = 1, .duration = TT_MIN(5.0, limits->max_duration)};
   json_error_t jerr;
   json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!root) {

@@ -125,17 +125,20 @@ static double synth__inc(double hz, int rate) {
  * note's peak (its velocity); decay and release follow
  *   y = to + (from - to) * (exp(-K t/T) - exp(-K)) / (1 - exp(-K))
  * which starts at `from` and lands exactly on `to` at T. Every stage lasts at
- * least SYNTH_MIN_RAMP s, so a zero attack or release does not click.
+ * least SYNTH_MIN_RAMP s, so a zero attack or release does not click; decays
+ * and releases shorter than SYNTH_EXP_MIN are linear, as the exponential's
+ * first step (K/T of the span) would be a click of its own.
  */
 #define SYNTH_EXP_K 5.0
 #define SYNTH_MIN_RAMP 0.001
+#define SYNTH_EXP_MIN 0.005
 
 typedef enum { ENV_IDLE, ENV_ATTACK, ENV_DECAY, ENV_SUSTAIN, ENV_RELEASE } synth_env_stage_t;
 
 typedef struct synth_env_shape_s {
   int64_t att, dec, rel; /* frames, >= 1 */
   double sus;            /* 0..1 of the peak */
-  double dec_r, rel_r;   /* per-frame factor exp(-K / frames) */
+  double dec_r, rel_r;   /* per-frame factor exp(-K / frames); 1: linear */
 } synth_env_shape_t;
 
 typedef struct synth_env_s {
@@ -143,7 +146,7 @@ typedef struct synth_env_s {
   double level;
   double peak;
   double a, b;        /* attack: level = a + b*j; decay, release: level = a + b*g */
-  double g, r;        /* g = exp(-K j / frames), advanced by r */
+  double g, r, d;     /* g = exp(-K j / frames) (g = g*r), or linear 1 -> e^-K (g = g + d) */
   double to;          /* the stage's target */
   int64_t j, left;    /* frames into / left in the stage */
   int64_t gate;       /* frames to the note-off; < 0: none pending */
@@ -162,8 +165,9 @@ static void env_shape_init(synth_env_shape_t *sh, const audio_adsr_t *adsr, int 
   sh->dec = synth__frames(adsr->decay, rate);
   sh->rel = synth__frames(adsr->release, rate);
   sh->sus = adsr->sustain > 0 ? (adsr->sustain < 1 ? adsr->sustain : 1) : 0;
-  sh->dec_r = exp(-SYNTH_EXP_K / (double)sh->dec);
-  sh->rel_r = exp(-SYNTH_EXP_K / (double)sh->rel);
+  double lin = SYNTH_EXP_MIN * rate;
+  sh->dec_r = (double)sh->dec < lin ? 1.0 : exp(-SYNTH_EXP_K / (double)sh->dec);
+  sh->rel_r = (double)sh->rel < lin ? 1.0 : exp(-SYNTH_EXP_K / (double)sh->rel);
 }
 
 static void env_exp_stage(synth_env_t *e, synth_env_stage_t stage, double to, int64_t frames, double r) {
@@ -174,6 +178,7 @@ static void env_exp_stage(synth_env_t *e, synth_env_stage_t stage, double to, in
   e->a = to - e->b * end;
   e->g = 1.0;
   e->r = r;
+  e->d = r == 1.0 ? -(1.0 - end) / (double)frames : 0.0;
   e->left = frames;
 }
 
@@ -230,9 +235,9 @@ static void env_run(synth_env_t *e, float *out, int n) {
     case ENV_DECAY:
     case ENV_RELEASE: {
       if (e->left < m) m = (int)e->left;
-      double a = e->a, b = e->b, g = e->g, r = e->r;
+      double a = e->a, b = e->b, g = e->g, r = e->r, d = e->d;
       for (int k = 0; k < m; k++) {
-        g *= r;
+        g = g * r + d;
         out[i + k] = (float)(a + b * g);
       }
       e->g = g;
@@ -458,9 +463,9 @@ static inline float synth__noise(uint32_t *s) {
 #define KIT_HAT_LEN 0.05
 #define KIT_OPENHAT_LEN 0.3
 #define KIT_CLAP_TAIL 0.15
-#define KIT_SNARE_NOISE 1.6
+#define KIT_SNARE_NOISE 1.3
 #define KIT_SNARE_TONE 0.45
-#define KIT_HAT_NOISE 1.0
+#define KIT_HAT_NOISE 0.85
 #define KIT_CLAP_NOISE 2.0
 
 static void drum_start(const synth_kit_t *kit, synth_voice_t *v, int drum, uint64_t seed) {
