@@ -223,13 +223,12 @@ int audio_encode_opus(const audio_pcm_t *pcm, int bitrate, tt_str_t *out);
 void audio_encode_serialized(const audio_pcm_t *pcm, bool int16, const char *extra, tt_str_t *out);
 /* Float to int16 as every encoder here does it: clamp, scale by 32767, round. */
 static inline int16_t audio_f2s16(float v) {
+  if (v != v) return 0; /* NaN */
   if (v > 1.0f) v = 1.0f;
   if (v < -1.0f) v = -1.0f;
   float s = v * 32767.0f;
   return (int16_t)(s >= 0 ? s + 0.5f : s - 0.5f);
 }
-/* Standard base64 with padding. */
-void audio_base64(const void *data, size_t len, tt_str_t *out);
 
 /* ================================================================ encodings */
 

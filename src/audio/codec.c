@@ -1,6 +1,6 @@
 /*
  * audio codecs: float PCM out as WAV, raw int16, Ogg Opus, the
- * SerializedBuffer JSON and base64; WAV files in as mono float.
+ * SerializedBuffer JSON; WAV files in as mono float.
  *
  * Every encoder appends to the caller's tt_str_t (it is not cleared first)
  * and reserves before writing, so the inner loops store bytes directly. Every
@@ -461,35 +461,6 @@ void audio_encode_serialized(const audio_pcm_t *pcm, bool int16, const char *ext
     tt_str_append(out, "]", 1);
   }
   tt_str_append(out, "]}", 2);
-}
-
-/* ================================================================ base64 */
-
-void audio_base64(const void *data, size_t len, tt_str_t *out) {
-  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const uint8_t *s = data;
-  size_t n = (len + 2) / 3 * 4;
-  tt_str_reserve(out, n);
-  char *p = out->data + out->len;
-  size_t i = 0;
-  for (; i + 3 <= len; i += 3) {
-    uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-    p[0] = abc[v >> 18];
-    p[1] = abc[(v >> 12) & 63];
-    p[2] = abc[(v >> 6) & 63];
-    p[3] = abc[v & 63];
-    p += 4;
-  }
-  if (i < len) {
-    uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < len ? (uint32_t)s[i + 1] << 8 : 0);
-    p[0] = abc[v >> 18];
-    p[1] = abc[(v >> 12) & 63];
-    p[2] = i + 1 < len ? abc[(v >> 6) & 63] : '=';
-    p[3] = '=';
-    p += 4;
-  }
-  out->len += n;
-  out->data[out->len] = '\0';
 }
 
 /* ================================================================ encodings */

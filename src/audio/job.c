@@ -124,7 +124,7 @@ static void encode_binary_message(const audio_job_t *job, audio_encoding_t enc, 
                  job->id, audio_encoding_name(enc),
                  enc == AUDIO_ENC_OPUS ? "audio/ogg; codecs=opus" : "audio/pcm; format=s16le", pcm->sample_rate,
                  pcm->frames, (double)pcm->frames / pcm->sample_rate, pcm->channels, bytes->len);
-  audio_base64(bytes->data, bytes->len, out);
+  tt_str_append_base64(out, bytes->data, bytes->len);
   tt_str_appends(out, "\"}");
 }
 

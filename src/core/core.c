@@ -150,6 +150,7 @@ void tt_str_append_base64(tt_str_t *s, const void *p, size_t n) {
     *o++ = '=';
   }
   s->len = (size_t)(o - s->data);
+  s->data[s->len] = '\0';
 }
 
 static int tt__b64_value(unsigned char c) {
@@ -181,6 +182,7 @@ int tt_base64_decode(const char *p, size_t n, tt_str_t *out) {
     }
   }
   out->len = (size_t)((char *)o - out->data);
+  out->data[out->len] = '\0';
   return 0;
 }
 
