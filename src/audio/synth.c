@@ -375,7 +375,7 @@ typedef struct synth_voice_s {
   int fade_left, fade_len;
 } synth_voice_t;
 
-/* The pitch's oscillator output (pre-filter) into buf. */
+/* The oscillator's output (before the filter) into buf. */
 static void voice_osc(synth_voice_t *v, float *buf, int n) {
   const float *t = v->table;
   double ph = v->phase, inc = v->inc;
@@ -605,7 +605,8 @@ static void track_init(synth_track_t *t, const audio_track_t *src, size_t index,
   env_shape_init(&t->menv, &inst->voice.mod_env, rate);
   filter_setup(&t->filt, inst->voice.filter.kind, inst->voice.filter.frequency, inst->voice.filter.q, rate);
 
-  double vol = isfinite(inst->volume_db) ? pow(10.0, inst->volume_db / 20.0) : 1.0;
+  double db = isfinite(inst->volume_db) ? inst->volume_db : 0;
+  double vol = pow(10.0, (db > -120 ? (db < 60 ? db : 60) : -120) / 20.0);
   if (score->channels == 1) {
     t->gain[0] = (float)vol;
   } else {
@@ -681,6 +682,7 @@ static void track_note_on(synth_track_t *t, const synth_kit_t *kit, const synth_
       v->sample = smp;
       v->pos = 0;
       v->step = n->hz > 0 ? n->hz / audio_midi_hz(smp->midi) : pow(2.0, (n->midi - smp->midi) / 12.0);
+      if (!(v->step < 1e3)) v->step = 1e3;
       env_trigger(&v->env, &t->env, vel, gate);
     }
     v->gain = (float)(0.5 * (v->kind == VOICE_DRUM ? vel : 1.0));
@@ -695,7 +697,7 @@ static void track_note_on(synth_track_t *t, const synth_kit_t *kit, const synth_
     if (v->kind == VOICE_FM) {
       v->minc = synth__inc(hz * o->harmonicity, rate);
       v->mtable = synth__table(o->mod_wave, v->minc);
-      v->mindex = isfinite(o->modulation_index) ? o->modulation_index : 0;
+      v->mindex = fabs(o->modulation_index) < 1e4 ? o->modulation_index : 0;
       env_trigger(&v->menv, &t->menv, 1.0, gate);
     }
     env_trigger(&v->env, &t->env, vel, gate);
@@ -801,12 +803,15 @@ static void delay_run(synth_delay_t *d, float *x, int n, float fb, float wet) {
  * parallel, then 4 allpasses in series, per channel, the right channel's
  * lines 23 samples longer. Each comb's feedback g = 10^(-3 L / (T rate))
  * makes its loop fall 60 dB in T = reverb_decay seconds (at low frequency;
- * the damping shortens the highs).
+ * the damping shortens the highs). The wet output is scaled by
+ * sqrt(mean(1 - g^2)), the inverse of the combs' impulse-response energy, so
+ * a broadband input comes out of the fully wet reverb at about its own level
+ * whatever the decay (as a normalised convolution reverb does).
  */
 #define REVERB_COMBS 8
 #define REVERB_ALLPASSES 4
 #define REVERB_GAIN 0.015f
-#define REVERB_WET_SCALE 3.0f
+#define REVERB_WET_SCALE 2.6
 #define REVERB_DAMP 0.2f
 
 typedef struct synth_line_s {
@@ -818,6 +823,7 @@ typedef struct synth_line_s {
 typedef struct synth_reverb_s {
   synth_line_t comb[AUDIO_MAX_CHANNELS][REVERB_COMBS];
   synth_line_t ap[AUDIO_MAX_CHANNELS][REVERB_ALLPASSES];
+  float scale; /* of the wet output */
 } synth_reverb_t;
 
 static void reverb_init(synth_reverb_t *r, int channels, int rate, double decay) {
@@ -825,13 +831,14 @@ static void reverb_init(synth_reverb_t *r, int channels, int rate, double decay)
   static const int ap_len[REVERB_ALLPASSES] = {556, 441, 341, 225};
   if (!(decay >= 0.05)) decay = 0.05;
   if (decay > 100) decay = 100;
-  double scale = rate / 44100.0;
+  double scale = rate / 44100.0, energy = 0;
   for (int c = 0; c < channels; c++) {
     for (int i = 0; i < REVERB_COMBS; i++) {
       synth_line_t *l = &r->comb[c][i];
       l->len = (int)lround((comb_len[i] + 23 * c) * scale);
       l->buf = tt_calloc((size_t)l->len, sizeof(float));
       l->fb = (float)pow(10.0, -3.0 * l->len / (decay * rate));
+      energy += 1.0 - (double)l->fb * l->fb;
     }
     for (int i = 0; i < REVERB_ALLPASSES; i++) {
       synth_line_t *l = &r->ap[c][i];
@@ -839,6 +846,7 @@ static void reverb_init(synth_reverb_t *r, int channels, int rate, double decay)
       l->buf = tt_calloc((size_t)l->len, sizeof(float));
     }
   }
+  r->scale = (float)(REVERB_WET_SCALE * sqrt(energy / (channels * REVERB_COMBS)));
 }
 
 static void reverb_free(synth_reverb_t *r) {
@@ -848,22 +856,36 @@ static void reverb_free(synth_reverb_t *r) {
   }
 }
 
-/* Mixes the reverb of `in` (already scaled by REVERB_GAIN) into x. */
+/* Mixes the reverb of `in` (already scaled by REVERB_GAIN) into x. The
+ * combs run side by side, sample by sample: each one's damping state is a
+ * serial chain, and eight independent chains keep the CPU busy where one
+ * comb at a time would wait on each. */
 static void reverb_run(synth_reverb_t *r, int c, const float *in, float *x, int n, float wet) {
-  float out[SYNTH_BLOCK] = {0};
+  float out[SYNTH_BLOCK];
+  float *buf[REVERB_COMBS], fb[REVERB_COMBS], store[REVERB_COMBS];
+  int pos[REVERB_COMBS], len[REVERB_COMBS];
   for (int i = 0; i < REVERB_COMBS; i++) {
     synth_line_t *l = &r->comb[c][i];
-    float *buf = l->buf, fb = l->fb, store = l->store;
-    int pos = l->pos, len = l->len;
-    for (int k = 0; k < n; k++) {
-      float y = buf[pos];
-      store = SYNTH_FLUSH(y * (1.0f - REVERB_DAMP) + store * REVERB_DAMP);
-      buf[pos] = in[k] + store * fb;
-      if (++pos == len) pos = 0;
-      out[k] += y;
+    buf[i] = l->buf;
+    fb[i] = l->fb;
+    store[i] = l->store;
+    pos[i] = l->pos;
+    len[i] = l->len;
+  }
+  for (int k = 0; k < n; k++) {
+    float acc = 0, v = in[k];
+    for (int i = 0; i < REVERB_COMBS; i++) {
+      float y = buf[i][pos[i]];
+      store[i] = y * (1.0f - REVERB_DAMP) + store[i] * REVERB_DAMP;
+      buf[i][pos[i]] = SYNTH_FLUSH(v + store[i] * fb[i]);
+      if (++pos[i] == len[i]) pos[i] = 0;
+      acc += y;
     }
-    l->store = store;
-    l->pos = pos;
+    out[k] = acc;
+  }
+  for (int i = 0; i < REVERB_COMBS; i++) {
+    r->comb[c][i].store = store[i];
+    r->comb[c][i].pos = pos[i];
   }
   for (int i = 0; i < REVERB_ALLPASSES; i++) {
     synth_line_t *l = &r->ap[c][i];
@@ -877,7 +899,7 @@ static void reverb_run(synth_reverb_t *r, int c, const float *in, float *x, int 
     }
     l->pos = pos;
   }
-  float dry = 1.0f - wet, w = wet * REVERB_WET_SCALE;
+  float dry = 1.0f - wet, w = wet * r->scale;
   for (int k = 0; k < n; k++) x[k] = dry * x[k] + w * out[k];
 }
 
@@ -982,7 +1004,8 @@ int audio_render(audio_score_t *score, audio_pcm_t *out, audio_progress_cb progr
 
   const audio_fx_t *fx = &score->fx;
   bool delay_on = fx->delay_wet > 0, reverb_on = fx->reverb_wet > 0;
-  float delay_wet = (float)(fx->delay_wet < 1 ? fx->delay_wet : 1), reverb_wet = (float)(fx->reverb_wet < 1 ? fx->reverb_wet : 1);
+  float delay_wet = (float)(fx->delay_wet < 1 ? fx->delay_wet : 1);
+  float reverb_wet = (float)(fx->reverb_wet < 1 ? fx->reverb_wet : 1);
   float delay_fb = (float)(fx->delay_feedback > 0 ? (fx->delay_feedback < 0.95 ? fx->delay_feedback : 0.95) : 0);
   synth_delay_t delay[AUDIO_MAX_CHANNELS] = {{0}};
   if (delay_on) {

@@ -235,9 +235,9 @@ static int ws__audio_member(void *ctx, tt_json_span_t key, tt_json_span_t value)
     f->has_data = value.len >= 2 && value.p[0] == '"';
     return 0;
   }
-  tt_str_appends(&f->head, ",");
-  tt_str_append(&f->head, key.p, key.len);
-  tt_str_appends(&f->head, ":");
+  tt_str_appends(&f->head, ",\"");
+  tt_str_append(&f->head, key.p, key.len); /* the span inside the quotes, escapes kept */
+  tt_str_appends(&f->head, "\":");
   tt_str_append(&f->head, value.p, value.len);
   return 0;
 }
