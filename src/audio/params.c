@@ -706,7 +706,7 @@ static void push_note(audio_track_t *t, size_t *cap, const audio_note_t *n) {
 static void parse_track(parser_t *p, json_t *obj, const char *path, const scale_t *base_scale, audio_track_t *t) {
   parse_instrument(p, obj, path, &t->inst);
   scale_t scale = *base_scale;
-  parse_scale(p, obj, path, &scale);
+  if (*path) parse_scale(p, obj, path, &scale); /* the top level's was parsed already */
 
   steps_t steps = {0};
   double start = 0;
@@ -816,7 +816,7 @@ int audio_params_parse(const char *json, size_t len, const audio_limits_t *limit
     json_decref(root);
     return -EINVAL;
   }
-  if (params == root) unknown_keys(&p, params, "", top_known);
+  unknown_keys(&p, params, "", top_known);
 
   audio_score_t *score = tt_calloc(1, sizeof(*score));
   score->sample_rate = limits->sample_rate;

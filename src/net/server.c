@@ -308,7 +308,10 @@ static void net__respond(net_conn_t *c, int status, const char *content_type, co
   if (c->closing) return;
   if (status >= 400) obs_inc(OBS_HTTP_ERRORS);
   tt_str_t out = {0};
-  if (close_after || net__fatal_status(status)) c->keep_alive = false;
+  /* an answer given while draining (a deferred one) closes its connection:
+   * idle connections were closed when the drain began */
+  if (close_after || net__fatal_status(status) || atomic_load(&c->worker->pub.server->draining))
+    c->keep_alive = false;
   tt_str_reserve(&out, 256 + len);
   tt_str_appendf(&out, "HTTP/1.1 %d %s\r\nServer: tutti/" TUTTI_VERSION "\r\n", status, net_status_text(status));
   if (status != 204 && status != 304) tt_str_appendf(&out, "Content-Length: %zu\r\n", len);

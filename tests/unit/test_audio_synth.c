@@ -214,7 +214,8 @@ static void test_pitch(void) {
       CHECK_EQ(pcm.frames, at(1.2, rate));
       double want = 440.0 * pow(2.0, (notes[i] - 69) / 12.0);
       double got = zc_freq(pcm.data[0], at(0.15, rate), at(1.15, rate), rate);
-      if (!CHECK(fabs(cents(got, want)) < 1.0)) fprintf(stderr, "    midi %d: %.4f Hz, want %.4f\n", notes[i], got, want);
+      if (!CHECK(fabs(cents(got, want)) < 1.0))
+        fprintf(stderr, "    midi %d: %.4f Hz, want %.4f\n", notes[i], got, want);
       if (notes[i] == 69) CHECK(fabs(got - 440.0) < 0.5);
       audio_pcm_free(&pcm);
       CHECK(pcm.data[0] == NULL && pcm.frames == 0);
@@ -283,8 +284,9 @@ static void test_envelope(void) {
 static void test_no_clicks(void) {
   /* A 440 Hz sine at peak 0.5 moves at most 0.5 * 2 sin(pi 440/44100) =
    * 0.031 per sample; a 1 ms linear ramp adds at most 0.5 / 44 = 0.011. A
-   * hard gate or a phase reset would step by up to 0.5 (0.4 at sustain). */
-  const float limit = 0.05f;
+   * hard gate or a phase reset would step by up to 0.5 (0.4 at sustain), a
+   * 1 ms exponential release by 0.4 * 5/44 = 0.045 at its start. */
+  const float limit = 0.045f;
   const int rate = 44100;
   audio_score_t *s = score_new(rate, 1, 1.0, 1);
   inst_set(s, 0, AUDIO_INST_SYNTH, AUDIO_WAVE_SINE, 0, 0.05, 0.8, 0);
@@ -306,6 +308,64 @@ static void test_no_clicks(void) {
     audio_pcm_free(&pcm);
   }
   audio_score_free(s);
+}
+
+/* ================================================================ filters */
+
+/* |H(e^jw)| of b0 + b1 z^-1 + b2 z^-2 over 1 + a1 z^-1 + a2 z^-2. */
+static double biquad_gain(const double c[5], double w) {
+  double nr = c[0] + c[1] * cos(w) + c[2] * cos(2 * w), ni = -c[1] * sin(w) - c[2] * sin(2 * w);
+  double dr = 1 + c[3] * cos(w) + c[4] * cos(2 * w), di = -c[3] * sin(w) - c[4] * sin(2 * w);
+  return sqrt((nr * nr + ni * ni) / (dr * dr + di * di));
+}
+
+static void test_filters(void) {
+  /* Steady sines through each filter at 1 kHz, against the RBJ cookbook's
+   * responses (and y += a (x - y), a = 1 - e^-w0, for the one-pole). */
+  const int rate = 48000;
+  const double hz[] = {125, 1000, 8000};
+  const struct {
+    audio_filter_kind_t kind;
+    double q;
+  } cases[] = {{AUDIO_FILTER_LOWPASS, 0.70710678}, {AUDIO_FILTER_HIGHPASS, 1}, {AUDIO_FILTER_BANDPASS, 2},
+               {AUDIO_FILTER_ONEPOLE, 1}, {AUDIO_FILTER_NONE, 1}};
+  for (size_t i = 0; i < TT_ARRAY_SIZE(cases); i++) {
+    audio_score_t *s = score_new(rate, 1, 0.9, 1);
+    audio_instrument_t *in = inst_set(s, 0, AUDIO_INST_SYNTH, AUDIO_WAVE_SINE, 0.005, 0.1, 1, 0.005);
+    in->voice.filter = (audio_filter_t){cases[i].kind, 1000, cases[i].q};
+    audio_note_t *n = notes_new(s, 0, 3);
+    for (int k = 0; k < 3; k++) n[k] = note(0.3 * k, 0.28, 0, hz[k], 1);
+    double w0 = 2 * PI * 1000 / rate, c = cos(w0), al = sin(w0) / (2 * cases[i].q), a0 = 1 + al;
+    double co[5] = {1, 0, 0, 0, 0}; /* b0 b1 b2 a1 a2 */
+    if (cases[i].kind == AUDIO_FILTER_ONEPOLE) {
+      co[0] = 1 - exp(-w0);
+      co[3] = -exp(-w0);
+    } else if (cases[i].kind != AUDIO_FILTER_NONE) {
+      co[3] = -2 * c / a0;
+      co[4] = (1 - al) / a0;
+      if (cases[i].kind == AUDIO_FILTER_LOWPASS) {
+        co[0] = co[2] = (1 - c) / 2 / a0;
+        co[1] = (1 - c) / a0;
+      } else if (cases[i].kind == AUDIO_FILTER_HIGHPASS) {
+        co[0] = co[2] = (1 + c) / 2 / a0;
+        co[1] = -(1 + c) / a0;
+      } else {
+        co[0] = al / a0;
+        co[2] = -al / a0;
+      }
+    }
+    audio_pcm_t pcm;
+    if (CHECK(render(s, &pcm) == 0)) {
+      for (int k = 0; k < 3; k++) {
+        double got = tone_amp(pcm.data[0], at(0.3 * k + 0.08, rate), at(0.18, rate), hz[k], rate);
+        double want = 0.5 * biquad_gain(co, 2 * PI * hz[k] / rate);
+        if (!CHECK(fabs(got - want) < 0.01 * want + 1e-4))
+          fprintf(stderr, "    filter %d at %.0f Hz: %.5f, want %.5f\n", (int)cases[i].kind, hz[k], got, want);
+      }
+      audio_pcm_free(&pcm);
+    }
+    audio_score_free(s);
+  }
 }
 
 /* ================================================================ timing */
@@ -772,6 +832,7 @@ int main(void) {
   RUN(test_pitch);
   RUN(test_envelope);
   RUN(test_no_clicks);
+  RUN(test_filters);
   RUN(test_timing);
   RUN(test_fm);
   RUN(test_aliasing);
