@@ -85,11 +85,14 @@ static void bad(parser_t *p, const char *field, const char *fmt, ...) {
   e->count++;
 }
 
-/* path + "." + key, or path + "[i]" */
+/* path + "." + key, or path + "[i]"; a path too long for the buffer
+ * (a long unknown key) is cut. */
 static void path_key(char *out, size_t n, const char *path, const char *key) {
-  snprintf(out, n, "%s%s%s", path, *path ? "." : "", key);
+  if (snprintf(out, n, "%s%s%s", path, *path ? "." : "", key) >= (int)n) out[n - 1] = '\0';
 }
-static void path_index(char *out, size_t n, const char *path, size_t i) { snprintf(out, n, "%s[%zu]", path, i); }
+static void path_index(char *out, size_t n, const char *path, size_t i) {
+  if (snprintf(out, n, "%s[%zu]", path, i) >= (int)n) out[n - 1] = '\0';
+}
 
 /* A number field in [lo, hi]; `*out` keeps its default when absent. */
 static void num_field(parser_t *p, json_t *obj, const char *path, const char *key, double lo, double hi,
