@@ -14,14 +14,7 @@
 #include <string.h>
 
 #include "audio/audio.h"
-
-#define FUZZ_CHECK(cond)                                                                            \
-  do {                                                                                              \
-    if (!(cond)) {                                                                                  \
-      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                 \
-      abort();                                                                                      \
-    }                                                                                               \
-  } while (0)
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const audio_limits_t limits = {.max_duration = 4, .sample_rate = 48000, .channels = 2,

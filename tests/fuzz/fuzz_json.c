@@ -17,15 +17,8 @@
 
 #include "core/core.h"
 #include "transport/transport.h"
+#include "fuzz.h"
 
-
-#define FUZZ_CHECK(cond)                                                                            \
-  do {                                                                                              \
-    if (!(cond)) {                                                                                  \
-      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                 \
-      abort();                                                                                      \
-    }                                                                                               \
-  } while (0)
 
 static int inside(const char *p, size_t len, const char *buf, size_t buflen) {
   return p >= buf && len <= buflen && p - buf <= (ptrdiff_t)(buflen - len);

@@ -18,14 +18,7 @@
 #include <string.h>
 
 #include "audio/audio.h"
-
-#define FUZZ_CHECK(cond)                                                                            \
-  do {                                                                                              \
-    if (!(cond)) {                                                                                  \
-      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                 \
-      abort();                                                                                      \
-    }                                                                                               \
-  } while (0)
+#include "fuzz.h"
 
 #define FUZZ_JSON_FRAMES 2048 /* samples sent through the JSON encoders */
 

@@ -18,15 +18,8 @@
 #include <string.h>
 
 #include "transport/transport.h"
+#include "fuzz.h"
 
-
-#define FUZZ_CHECK(cond)                                                                            \
-  do {                                                                                              \
-    if (!(cond)) {                                                                                  \
-      fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);                 \
-      abort();                                                                                      \
-    }                                                                                               \
-  } while (0)
 
 /* An exact-size copy, so ASan sees any read past the end. */
 static uint8_t *fuzz_copy(const uint8_t *p, size_t n) {
