@@ -26,6 +26,7 @@ bench: test-deps build
 	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti SSEBENCH=$(CURDIR)/$(RELEASE)/ssebench bench/ws_fanout.sh
 	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti SSEBENCH=$(CURDIR)/$(RELEASE)/ssebench bench/redis_fanout.sh
 	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti JAMBENCH=$(CURDIR)/$(RELEASE)/jambench bench/jam_relay.sh
+	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti bench/render.sh
 
 deps:
 	scripts/deps.sh build

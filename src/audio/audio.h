@@ -102,9 +102,11 @@ typedef struct audio_sample_s {
 typedef struct audio_instrument_s {
   audio_inst_kind_t kind;
   audio_voice_opts_t voice;   /* synth, fmSynth, and polySynth's voices */
-  int voices;                 /* polySynth: voice count (1 for the monophonic ones) */
+  int voices;                 /* polySynth: voice count (1 for the monophonic ones);
+                               * sampler: hits sounding at once (16 when 1) */
   double volume_db;           /* track gain */
-  double pan;                 /* -1 (left) .. 1 (right), equal-power; mono renders ignore it */
+  double pan;                 /* -1 (left) .. 1 (right), equal-power (-3 dB each side at 0,
+                               * as Tone's panner); mono renders ignore it */
   /* sampler: files to load from the samples folder, by note (see params) */
   char *sample_names[128];    /* by MIDI note, NULL where none; owned */
   audio_sample_t *samples;    /* filled by audio_render from sample_names; owned by the score */
@@ -196,10 +198,12 @@ void audio_pcm_free(audio_pcm_t *pcm);
 typedef void (*audio_progress_cb)(void *ctx, double done);
 
 /*
- * Renders `score` into `out`. Loads the score's samples first. `cancel`, if
- * not NULL, is polled between blocks: when it becomes true the render stops
- * with -ECANCELED. Returns 0, -ENOENT / -EINVAL for a sample file that is
- * missing or unreadable, or -ECANCELED. Any thread.
+ * Renders `score` into `out`. Loads the score's samples first (once: a score
+ * rendered again reuses them). `cancel`, if not NULL, is polled between
+ * blocks: when it becomes true the render stops with -ECANCELED. Returns 0,
+ * -EINVAL for a score out of range or a sample file that is unreadable,
+ * -ENOENT for one that is missing (or samples without a samples_dir), or
+ * -ECANCELED. Any thread.
  */
 int audio_render(audio_score_t *score, audio_pcm_t *out, audio_progress_cb progress, void *ctx,
                  const atomic_bool *cancel);
