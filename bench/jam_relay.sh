@@ -43,14 +43,7 @@ bench_name=jam_relay
 # shellcheck source=bench/lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-quick=0
-for arg in "$@"; do
-  case "$arg" in
-    --quick) quick=1 ;;
-    -h|--help) bench_help "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) echo "jam_relay: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
-  esac
-done
+bench_args "$@"
 
 if [ "$quick" = 1 ]; then
   R=${BENCH_ROOMS:-3}; P=${BENCH_PARTICIPANTS:-3}; E=${BENCH_RATE:-10}; D=${BENCH_DURATION:-2}

@@ -34,6 +34,18 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Prints the leading comment block of the script $1 (its --help).
 bench_help() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$1"; }
 
+# The arguments every script takes: --quick (sets quick=1) and --help.
+bench_args() {
+  quick=0
+  for arg in "$@"; do
+    case "$arg" in
+      --quick) quick=1 ;;
+      -h|--help) bench_help "$0"; exit 0 ;;
+      *) echo "$bench_name: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
+    esac
+  done
+}
+
 bench_init() {
   TUTTI_BIN=${TUTTI_BIN:-$root/build/release/tutti}
   if [ ! -x "$TUTTI_BIN" ]; then

@@ -64,14 +64,7 @@ bench_name=redis_fanout
 # shellcheck source=bench/lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-quick=0
-for arg in "$@"; do
-  case "$arg" in
-    --quick) quick=1 ;;
-    -h|--help) bench_help "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) echo "redis_fanout: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
-  esac
-done
+bench_args "$@"
 
 if [ "$quick" = 1 ]; then
   N=${BENCH_N:-40}; M=${BENCH_M:-20}; DPS=${BENCH_DPS:-4000}; TMO=${BENCH_TIMEOUT:-5}

@@ -30,14 +30,7 @@ bench_name=sse_fanout
 # shellcheck source=bench/lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-quick=0
-for arg in "$@"; do
-  case "$arg" in
-    --quick) quick=1 ;;
-    -h|--help) bench_help "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) echo "sse_fanout: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
-  esac
-done
+bench_args "$@"
 
 if [ "$quick" = 1 ]; then
   N=${BENCH_N:-20}; M=${BENCH_M:-20}; RATE=${BENCH_RATE:-200}; TMO=5

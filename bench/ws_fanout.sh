@@ -43,14 +43,7 @@ bench_name=ws_fanout
 # shellcheck source=bench/lib.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 
-quick=0
-for arg in "$@"; do
-  case "$arg" in
-    --quick) quick=1 ;;
-    -h|--help) bench_help "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) echo "ws_fanout: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
-  esac
-done
+bench_args "$@"
 
 if [ "$quick" = 1 ]; then
   SIZES=${BENCH_SIZES:-20}; M=${BENCH_M:-20}; DPS=${BENCH_DPS:-4000}; TMO=5
