@@ -258,8 +258,8 @@ static void render__file_done(void *ctx, const char *id, const audio_job_result_
     } else if (r->status == -ECANCELED) {
       net_respond_error(c, 503, "SHUTTING_DOWN", "the server is shutting down");
     } else {
-      net_respond_error(c, r->status == -ETIMEDOUT ? 503 : 400, render__error_code(r->status),
-                        render__error_message(r->status));
+      int http = r->status == -ETIMEDOUT ? 503 : r->status == -ENOENT || r->status == -EINVAL ? 400 : 500;
+      net_respond_error(c, http, render__error_code(r->status), render__error_message(r->status));
     }
   }
   net_conn_unref(c);

@@ -280,6 +280,7 @@ const char *net_status_text(int status) {
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
     case 408: return "Request Timeout";
     case 413: return "Content Too Large";
     case 426: return "Upgrade Required";
