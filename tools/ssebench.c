@@ -1,17 +1,19 @@
 /*
- * ssebench: SSE and WebSocket fan-out load generator for tutti.
+ * ssebench: SSE, WebSocket and Socket.IO fan-out load generator for tutti and for the
+ * peer servers it is compared with (nchan, Socket.IO, Bun/uWebSockets, Node `ws`).
  *
  * One program (plus the helpers of benchlib.c), one thread, one epoll loop, libc and zlib
- * only. It
+ * only: the client side is C for every server, so it is never the bottleneck. It
  *   1. opens N subscriber streams to a loopback server with non-blocking connects, at
  *      most SSEB_CONNECT_INFLIGHT handshakes at a time, and waits until every stream is
- *      ready: with --transport sse (default) GET /sse/{channel} and its `connected`
- *      event; with --transport ws GET /ws/{channel} (a random Sec-WebSocket-Key, the 101
- *      and Sec-WebSocket-Accept checked), `welcome` and then `subscribed`;
- *   2. publishes M messages through keep-alive, pipelined
- *      POST /api/channels/{channel}/publish requests on K publisher connections,
- *      either at a fixed rate R/s or (R = 0) as fast as a window of W unsettled
- *      messages allows;
+ *      ready (--ready, below): with --transport sse (default) GET --sub-path
+ *      (/sse/{ch}); with --transport ws GET --sub-path (/ws/{ch}) with a random
+ *      Sec-WebSocket-Key, the 101 and Sec-WebSocket-Accept checked; with --transport
+ *      socketio the Engine.IO v4 / Socket.IO v4 handshake over WebSocket (below);
+ *   2. publishes M messages through keep-alive, pipelined POST --pub-path requests
+ *      (/api/channels/{ch}/publish) on K publisher connections, either at a fixed rate
+ *      R/s or (R = 0) as fast as a window of W unsettled messages allows; any 2xx answer
+ *      (tutti and the peers answer 200, nchan 201/202) with any body counts as accepted;
  *   3. parses every stream incrementally (SSE: chunked coding, events split across
  *      reads; WebSocket: unmasked server frames with 7/16/64-bit lengths split across
  *      reads, fragmented messages, RSV1 messages inflated, pings answered with masked
@@ -22,31 +24,85 @@
  *      last publish, or no progress for --timeout seconds), prints a table and, with
  *      --json, one JSON line.
  *
+ * Paths: --sub-path and --pub-path are templates in which every `{ch}` becomes the
+ * channel name, e.g. --sub-path /sub/{ch} --pub-path '/pub?id={ch}' for nchan,
+ * --pub-path /publish/{ch} for the socket.io, ws and bun peers. The defaults are tutti's:
+ * /sse/{ch}, /ws/{ch}, /api/channels/{ch}/publish (socketio: /socket.io/?EIO=4&
+ * transport=websocket, where {ch} is not needed: the channel goes in the subscribe event).
+ *
+ * Ready (--ready): tutti (default) = the SSE `connected` event or the WebSocket
+ * `subscribed` message; message = the first event (SSE, whatever its name, comments
+ * aside) or text message (WebSocket) on the stream, which is not counted as a delivery
+ * (the peers' `subscribed`); upgrade = the 101 (WebSocket) or the 200 head (SSE), for
+ * nchan, which sends nothing on subscribing; socketio = 42["subscribed",..] (implied by,
+ * and only with, --transport socketio). Publishing starts once every stream is ready.
+ *
+ * Message forms: by default tutti's: SSE `message` events whose id: is `epoch:offset`,
+ * WebSocket {"type":"message",..,"id":"E:O",..,"data":<payload>}; order is judged by the
+ * channel offsets, and the offsets must agree with the publish answers. With --raw
+ * (implied by socketio) every SSE `message` event's data (id: lines ignored) or every
+ * WebSocket text message after the ready one is the payload itself, and order is judged
+ * by seq: with one publisher connection (K = 1) seqs must arrive increasing; with K > 1
+ * they must arrive increasing per publisher connection (the server may interleave
+ * connections, not reorder one connection's pipelined requests). Loss and duplicates are
+ * counted by seq either way.
+ *
+ * Socket.IO (--transport socketio): after the 101 the server sends the Engine.IO open
+ * packet `0{"sid":..}`; the client answers `40` (connect to the default namespace),
+ * waits for `40{"sid":..}`, sends `42["subscribe","<channel>"]` and is ready at
+ * `42["subscribed",..]`. Messages are `42["message",<payload>]` (payload re-serialised
+ * by the server; "seq" and "t" are found wherever they sit); every Engine.IO ping `2` is
+ * answered with `3` (masked text frames, like every client frame). `1`, `41` and `44`
+ * close the subscriber as an early close.
+ *
+ * Channels (--channels C): subscriber i subscribes to channel i % C and message seq is
+ * published to channel seq % C, the channels being NAME-0 .. NAME-(C-1) (C = 1: NAME
+ * itself). Channel k thus has N/C subscribers, one more for k < N % C, and M/C messages,
+ * one more for k < M % C; expected = the sum over k of their products. A message of
+ * ours arriving on another channel's subscriber counts as wrong_channel (unclean).
+ *
+ * Source addresses (--src-addrs K): subscriber i binds to 127.0.0.(2 + i % K) before
+ * connecting, with IP_BIND_ADDRESS_NO_PORT so that the port is chosen by connect() (free
+ * 4-tuple, TIME_WAIT ones of earlier runs avoided): K x ~28,000 ephemeral ports per
+ * server port. Without it, 127.0.0.1 is used alone up to 20,000 subscribers and one more
+ * address (127.0.0.2, ...) per further 20,000. RLIMIT_NOFILE's soft limit is raised to
+ * the hard one at start (N + K + 16 descriptors needed).
+ *
+ * Idle run (--messages 0): connect the N subscribers, wait SSEB_IDLE_SETTLE_MS (1 s,
+ * answering pings) so the server finishes what follows the handshakes, read the server's
+ * RSS, report the connect time, the RSS before and after and per connection, close
+ * everything and exit 0 (1 when a stream closed meanwhile). Use a fresh server for
+ * each: on a reused one freed memory is reused and the RSS per connection reads ~0.
+ *
  * Message data is `{"seq":S,"t":T}` or, padded to --payload bytes,
  * `{"seq":S,"t":T,"p":"xxxx"}` (--pad words or random fill "p" with text that
- * compresses like prose or hardly at all); T is CLOCK_MONOTONIC in ns taken just before the
- * request is queued. Latency is therefore measured from the actual send, not from the
- * scheduled one: a server that makes the publisher fall behind its rate shows up as a
- * lower achieved rate, not as latency (no coordinated-omission correction).
+ * compresses like prose or hardly at all); T is CLOCK_MONOTONIC in ns since ssebench
+ * started (under 2^53 for 104 days, so a server that parses the JSON into doubles, as
+ * Socket.IO does, keeps it exact), taken just before the request is queued. Latency is
+ * therefore measured from the actual send, not from the scheduled one: a server that
+ * makes the publisher fall behind its rate shows up as a lower achieved rate, not as
+ * latency (no coordinated-omission correction).
  *
  * Server figures (--server-pid): VmRSS from /proc/PID/status before connecting, once
- * every stream is connected and at the end; CPU time consumed between the first publish
- * and the stop, summed over the server's threads from /proc/PID/task/TID/schedstat (ns),
- * with utime + stime from /proc/PID/stat (clock ticks, 10 ms) printed beside it. On
- * loopback the sender's syscalls also carry the receiver's TCP processing, so the CPU per
- * delivery includes kernel work a real network would move to the clients' machines.
+ * every stream is connected and at the end; CPU time consumed over the connect phase and
+ * between the first publish and the stop, summed over the server's threads from
+ * /proc/PID/task/TID/schedstat (ns), with utime + stime from /proc/PID/stat (clock ticks,
+ * 10 ms) printed beside it. On loopback the sender's syscalls also carry the receiver's
+ * TCP processing, so the CPU per delivery includes kernel work a real network would move
+ * to the clients' machines.
  *
  * Exit status: 0 when every expected delivery arrived with no duplicate, no
- * out-of-order delivery and no id mismatch; 1 when the run completed but those figures
- * are not clean; 2 on a usage or setup error (the table is still printed when the
- * connect phase fails).
+ * out-of-order delivery, no id mismatch and no wrong-channel delivery (idle run: every
+ * stream connected and none closed); 1 when the run completed but those figures are not
+ * clean; 2 on a usage or setup error (the table is still printed when the connect phase
+ * fails).
  *
  * WebSocket with --deflate: the handshake offers permessage-deflate the way browsers do
  * (`permessage-deflate; client_max_window_bits`) and requires server_no_context_takeover
  * in the answer, so one inflater, reset for every message, serves every connection. The
  * report adds the wire bytes per delivered message (frame headers and payload as sent)
- * beside the JSON size, so the compression is visible. The client never sends data
- * frames; its pongs and close answers are masked.
+ * beside the JSON size, so the compression is visible. The client sends no data frames
+ * except Socket.IO's handshake packets and pongs; every client frame is masked.
  *
  * Several nodes (--sub-ports): the subscribers are spread round-robin over several
  * server ports (e.g. tutti nodes sharing channels through Redis) while the publishers use
@@ -54,6 +110,29 @@
  * them; the report adds the figures per port. --server-pid then takes one PID per node
  * (RSS and CPU summed over them, and CPU shown per PID), and --aux-pid reads the CPU
  * time of further processes (e.g. Redis) over the same window, reported on its own.
+ *
+ * JSON line (--json), one per run, the same keys in every run (null when unknown, e.g.
+ * the server figures without --server-pid; a key appears once, so a first-match lookup
+ * such as bench/lib.sh's jget finds it):
+ *   tool "ssebench"; transport "sse"|"ws"|"socketio"; n (= subscribers); channels;
+ *   ready "tutti"|"message"|"upgrade"|"socketio"; raw (bool); sub_path, pub_path (the
+ *   templates); src_addrs (source addresses bound: K, or 0 = none, 127.0.0.1 unbound);
+ *   subscribers; messages; rate; window;
+ *   payload; publishers; connected; connect_s (first connect to last ready, -1 when
+ *   the connect phase failed); sent; publish_errors; publish_rate (msg/s); expected;
+ *   delivered; deliveries_per_s (all channels, first publish to last delivery);
+ *   window_s; latency_ms {p50, p90, p99, max} (ms); lost; subscribers_short;
+ *   duplicates; out_of_order; id_mismatch; wrong_channel; closed_early; error_events;
+ *   foreign_data; server_pid; rss_before_kib, rss_connected_kib (after connecting; idle
+ *   run: 1 s later), rss_end_kib (KiB); rss_per_subscriber_kib; rss_per_conn_bytes
+ *   ((rss_connected - rss_before) / N, in bytes); server_cpu_s, server_cpu_stat_s,
+ *   cpu_us_per_delivery, server_cpu_ns (total in the publish window, ns; null in an idle
+ *   run), cpu_ns_per_delivery; server_connect_cpu_ns (over the connect phase); stop;
+ *   subscriber_problem; publish_problem; with ws and socketio also deflate_offered,
+ *   deflate_subscribers, pad, ws_messages, ws_compressed, wire_bytes_per_delivery,
+ *   json_bytes_per_delivery, close_frames, pings, inflates; with socketio
+ *   engineio_pings; with several --server-pid server_pids and server_cpu_each_s; with
+ *   --aux-pid aux_cpu_s, aux_cpu_us_per_delivery, aux_pids; with --sub-ports port_stats.
  *
  * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o ssebench ssebench.c benchlib.c -lz
  * Only loopback addresses (127.0.0.0/8) are accepted as targets.
@@ -68,6 +147,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +194,9 @@ const char bench_prog[] = "ssebench"; /* named by bench_die */
 #define SSEB_WS_OFFER "permessage-deflate; client_max_window_bits" /* what browsers send */
 
 #define SSEB_MAX_PORTS 16 /* --sub-ports entries */
+#define SSEB_MAX_CHANNELS 1000000 /* --channels */
+#define SSEB_PATH_MAX 1024        /* longest expanded --sub-path or --pub-path */
+#define SSEB_IDLE_SETTLE_MS 1000  /* --messages 0: wait after the last ready before RSS */
 #define SSEB_MAX_PIDS 16  /* --server-pid and --aux-pid entries */
 
 /* ------------------------------------------------------------------------------------
@@ -261,7 +344,15 @@ typedef struct sseb_opts_s {
   int sub_ports_given;
   double timeout_s;
   int json;
-  int ws;      /* --transport ws */
+  int transport; /* SSEB_TR_*: --transport */
+  int ws;        /* WebSocket framing: --transport ws or socketio */
+  int sio;       /* --transport socketio (Engine.IO v4 / Socket.IO v4 over WebSocket) */
+  int ready;     /* SSEB_READY_*: when a subscriber counts as ready */
+  int raw;       /* --raw (implied by socketio): messages are the payload itself */
+  const char *sub_path; /* --sub-path template; {ch} = the channel name */
+  const char *pub_path; /* --pub-path template */
+  uint32_t channels;    /* C: --channels */
+  uint32_t src_addrs;   /* --src-addrs K: bind to 127.0.0.2 .. 127.0.0.(K+1); 0 = auto */
   int deflate; /* --deflate: offer permessage-deflate */
   int pad;     /* SSEB_PAD_*: what fills "p" */
   int inflate_all; /* --inflate-every-copy: no cache of inflated messages */
@@ -270,20 +361,43 @@ typedef struct sseb_opts_s {
 enum { SSEB_PAD_X, SSEB_PAD_WORDS, SSEB_PAD_RANDOM };
 static const char *const sseb_pad_names[] = {"x", "words", "random"};
 
+enum { SSEB_TR_SSE, SSEB_TR_WS, SSEB_TR_SIO };
+static const char *const sseb_tr_names[] = {"sse", "ws", "socketio"};
+
+enum { SSEB_READY_TUTTI, SSEB_READY_MESSAGE, SSEB_READY_UPGRADE, SSEB_READY_SIO };
+static const char *const sseb_ready_names[] = {"tutti", "message", "upgrade", "socketio"};
+
 static void sseb_usage(FILE *f) {
   fputs(
       "usage: ssebench --port P [options]\n"
       "  --host ADDR         loopback address of the server (127.0.0.1)\n"
       "  --port P            server port (required)\n"
-      "  --transport T       sse (GET /sse/{channel}) or ws (GET /ws/{channel}) (sse)\n"
-      "  --deflate           with --transport ws: offer permessage-deflate\n"
+      "  --transport T       sse (GET /sse/{channel}), ws (GET /ws/{channel}) or socketio\n"
+      "                      (Engine.IO 4 / Socket.IO 4 over WebSocket) (sse)\n"
+      "  --sub-path TMPL     subscriber request path; {ch} is replaced by the channel\n"
+      "                      (/sse/{ch}, /ws/{ch}, /socket.io/?EIO=4&transport=websocket)\n"
+      "  --pub-path TMPL     publish request path (/api/channels/{ch}/publish)\n"
+      "  --ready MODE        when a subscriber is ready: tutti (SSE `connected` event, ws\n"
+      "                      `subscribed` message), message (its first message or event,\n"
+      "                      not counted as a delivery), upgrade (the 101, or the SSE 200\n"
+      "                      head), socketio (implied by --transport socketio) (tutti)\n"
+      "  --raw               messages are the payload itself, not tutti's envelope: no\n"
+      "                      channel offsets; order is judged by seq per publisher\n"
+      "                      connection (implied by --transport socketio)\n"
+      "  --channels C        spread subscribers and messages round-robin over C channels\n"
+      "                      NAME-0 .. NAME-(C-1); C = 1 uses NAME itself (1)\n"
+      "  --src-addrs K       bind subscribers to 127.0.0.2 .. 127.0.0.(K+1) round-robin\n"
+      "                      (ports chosen at connect); default: 127.0.0.1 and one more\n"
+      "                      address per 20000 subscribers\n"
+      "  --deflate           with --transport ws (or socketio): offer permessage-deflate\n"
       "  --inflate-every-copy  inflate every subscriber's copy of a message, as N real\n"
       "                      clients would; by default a copy byte-identical to one\n"
       "                      already inflated reuses its result, so the load generator\n"
       "                      keeps up with the server\n"
       "  --channel NAME      channel to subscribe and publish to (bench)\n"
       "  --subscribers N     SSE streams or WebSockets to open (100)\n"
-      "  --messages M        messages to publish (100)\n"
+      "  --messages M        messages to publish; 0 = an idle run: connect, measure the\n"
+      "                      server's RSS per connection, close (100)\n"
       "  --rate R            messages per second; 0 = unlimited, window-paced (100)\n"
       "  --window W          with --rate 0: messages not yet delivered to all (8)\n"
       "  --payload BYTES     size of each message's data (64)\n"
@@ -346,6 +460,12 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       {"inflate-every-copy", no_argument, NULL, 'I'},
       {"sub-ports", required_argument, NULL, 'S'},
       {"aux-pid", required_argument, NULL, 'A'},
+      {"sub-path", required_argument, NULL, 'U'},
+      {"pub-path", required_argument, NULL, 'B'},
+      {"ready", required_argument, NULL, 'R'},
+      {"raw", no_argument, NULL, 'W'},
+      {"channels", required_argument, NULL, 'C'},
+      {"src-addrs", required_argument, NULL, 'a'},
       {"help", no_argument, NULL, 'H'},
       {NULL, 0, NULL, 0},
   };
@@ -359,6 +479,8 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       .payload = 64,
       .publishers = 1,
       .timeout_s = 30,
+      .channels = 1,
+      .ready = -1,
   };
   int c;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -369,7 +491,7 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       case 'n':
         o->subscribers = (uint32_t)bench_parse_num("--subscribers", optarg, 1, 5000000);
         break;
-      case 'm': o->messages = (uint32_t)bench_parse_num("--messages", optarg, 1, 100000000); break;
+      case 'm': o->messages = (uint32_t)bench_parse_num("--messages", optarg, 0, 100000000); break;
       case 'r': o->rate = bench_parse_num("--rate", optarg, 0, 10000000); break;
       case 'w': o->window = (uint32_t)bench_parse_num("--window", optarg, 1, 1000000); break;
       case 'b': o->payload = (uint32_t)bench_parse_num("--payload", optarg, 0, 900000); break;
@@ -394,11 +516,32 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       case 'j': o->json = 1; break;
       case 'T':
         if (strcmp(optarg, "ws") == 0 || strcmp(optarg, "websocket") == 0)
-          o->ws = 1;
+          o->transport = SSEB_TR_WS;
         else if (strcmp(optarg, "sse") == 0)
-          o->ws = 0;
+          o->transport = SSEB_TR_SSE;
+        else if (strcmp(optarg, "socketio") == 0 || strcmp(optarg, "socket.io") == 0)
+          o->transport = SSEB_TR_SIO;
         else
-          bench_die("--transport must be sse or ws, got '%s'", optarg);
+          bench_die("--transport must be sse, ws or socketio, got '%s'", optarg);
+        break;
+      case 'U': o->sub_path = optarg; break;
+      case 'B': o->pub_path = optarg; break;
+      case 'R': {
+        int k = -1;
+        for (int i = 0; i < 4; i++)
+          if (strcmp(optarg, sseb_ready_names[i]) == 0)
+            k = i;
+        if (k < 0)
+          bench_die("--ready must be tutti, message, upgrade or socketio, got '%s'", optarg);
+        o->ready = k;
+        break;
+      }
+      case 'W': o->raw = 1; break;
+      case 'C':
+        o->channels = (uint32_t)bench_parse_num("--channels", optarg, 1, SSEB_MAX_CHANNELS);
+        break;
+      case 'a':
+        o->src_addrs = (uint32_t)bench_parse_num("--src-addrs", optarg, 1, SSEB_MAX_SRC_ADDRS - 1);
         break;
       case 'D': o->deflate = 1; break;
       case 'I': o->inflate_all = 1; break;
@@ -424,8 +567,36 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
     o->sub_ports[0] = o->port;
     o->n_sub_ports = 1;
   }
+  o->ws = o->transport != SSEB_TR_SSE;
+  o->sio = o->transport == SSEB_TR_SIO;
+  if (o->sio) {
+    if (o->ready >= 0 && o->ready != SSEB_READY_SIO)
+      bench_die("--transport socketio implies --ready socketio");
+    o->ready = SSEB_READY_SIO;
+    o->raw = 1;
+  } else if (o->ready == SSEB_READY_SIO) {
+    bench_die("--ready socketio needs --transport socketio");
+  } else if (o->ready < 0) {
+    o->ready = SSEB_READY_TUTTI;
+  }
+  if (o->sub_path == NULL)
+    o->sub_path = o->sio ? "/socket.io/?EIO=4&transport=websocket" : o->ws ? "/ws/{ch}" : "/sse/{ch}";
+  if (o->pub_path == NULL)
+    o->pub_path = "/api/channels/{ch}/publish";
+  const char *const tmpls[2] = {o->sub_path, o->pub_path};
+  for (int k = 0; k < 2; k++) {
+    const char *t = tmpls[k];
+    size_t tl = strlen(t);
+    /* printable, no space, quote or backslash: it goes into a request line and JSON */
+    int ok = tl > 0 && tl < 512 && t[0] == '/';
+    for (size_t i = 0; ok && i < tl; i++)
+      ok = t[i] > ' ' && t[i] < 127 && t[i] != '"' && t[i] != '\\';
+    if (!ok)
+      bench_die("%s must start with / and be under 512 printable bytes without spaces, quotes "
+                "or backslashes, got '%s'", k ? "--pub-path" : "--sub-path", t);
+  }
   if (o->deflate && !o->ws)
-    bench_die("--deflate needs --transport ws");
+    bench_die("--deflate needs --transport ws (or socketio)");
   if (o->inflate_all && !o->deflate)
     bench_die("--inflate-every-copy needs --transport ws --deflate");
   const char *host = strcmp(o->host, "localhost") == 0 ? "127.0.0.1" : o->host;
@@ -434,11 +605,11 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
   if ((ntohl(o->addr.s_addr) >> 24) != 127)
     bench_die("--host %s is not loopback: this tool only targets 127.0.0.0/8", o->host);
   size_t clen = strlen(o->channel);
-  if (clen == 0 || clen > 255 ||
+  if (clen == 0 || clen > (o->channels > 1 ? 247u : 255u) ||
       strspn(o->channel,
              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
              "0123456789_.:/-") != clen)
-    bench_die("--channel must be 1-255 bytes of [A-Za-z0-9_.:/-]");
+    bench_die("--channel must be 1-255 bytes (with --channels: 1-247) of [A-Za-z0-9_.:/-]");
 }
 
 /* ------------------------------------------------------------------------------------
@@ -496,6 +667,8 @@ typedef struct sseb_sub_s {
   uint8_t ws_msg_op;  /* WebSocket: opcode of that message */
   uint8_t ws_msg_z;   /* WebSocket: that message is compressed (RSV1 on its first frame) */
   uint8_t want_out;   /* EPOLLOUT registered for `out` */
+  uint8_t sio_state;  /* Socket.IO: SSEB_SIO_* */
+  uint32_t ch;        /* channel index: i % C */
   uint32_t req_off;   /* request bytes already written */
   uint32_t ws_msg_wire; /* WebSocket: wire bytes of the fragmented message so far */
   char event[SSEB_EVENT_MAX];
@@ -514,6 +687,14 @@ typedef struct sseb_sub_s {
   uint32_t ooo;
 } sseb_sub_t;
 
+/* Socket.IO handshake of one subscriber, after the 101 */
+enum {
+  SSEB_SIO_OPEN,       /* awaiting the Engine.IO open packet `0{...}` */
+  SSEB_SIO_CONNECT,    /* `40` sent, awaiting `40{"sid":..}` */
+  SSEB_SIO_SUBSCRIBE,  /* `42["subscribe",ch]` sent, awaiting `42["subscribed",..]` */
+  SSEB_SIO_READY       /* subscribed */
+};
+
 typedef struct sseb_pub_s {
   int fd;         /* -1 once dead */
   int want_out;   /* EPOLLOUT registered */
@@ -529,11 +710,18 @@ typedef struct sseb_s {
   sseb_opts_t o;
   int ep;
   int tfd;        /* timerfd pacing the rate mode */
-  char req[1024]; /* the subscriber request, the same for all (WebSocket: but the key) */
-  size_t req_len;
-  size_t req_key_off; /* WebSocket: where the 24-byte key goes in req */
   size_t line_max;    /* longest SSE line or data, or WebSocket message, accepted */
-  uint32_t n_src;  /* source addresses used (1 = no binding) */
+  uint32_t n_src;    /* source addresses used (1 = no binding) */
+  uint32_t src_base; /* the first one: 127.0.0.1 (auto) or 127.0.0.2 (--src-addrs) */
+  uint64_t t0;       /* bench_now() at start: message times T are ns since then */
+  uint64_t expected; /* deliveries expected: sum over channels of subscribers x messages */
+
+  /* channels: subscriber i is on channel i % C, message seq on channel seq % C */
+  uint32_t *ch_subs; /* subscribers per channel */
+  uint32_t *ch_msgs; /* messages per channel (of M) */
+  uint8_t *pub_of;   /* publisher connection that sent seq (--raw with K > 1) */
+  int32_t *last_by_pub; /* --raw with K > 1: N x K, the last seq from each publisher */
+  uint64_t wrong_channel; /* our messages delivered on another channel's subscriber */
 
   sseb_sub_t *subs;
   uint64_t *seen;    /* N bitmaps of M bits: seq received per subscriber */
@@ -588,6 +776,7 @@ typedef struct sseb_s {
   uint64_t ws_welcomes;
   uint64_t ws_pings;  /* pings answered */
   uint64_t ws_closes; /* close frames received */
+  uint64_t sio_pings; /* Engine.IO pings (`2`) answered with `3` */
 
   /* timeline (CLOCK_MONOTONIC ns) */
   uint64_t t_connect_start;
@@ -606,6 +795,8 @@ typedef struct sseb_s {
   long long cpu_end;
   long long sched_start; /* schedstat ns */
   long long sched_end;
+  long long conn_sched_start; /* schedstat ns over the connect phase */
+  long long conn_sched_end;
   long long sched_start_each[SSEB_MAX_PIDS]; /* per --server-pid entry */
   long long sched_end_each[SSEB_MAX_PIDS];
   long long aux_ticks_start; /* --aux-pid, summed */
@@ -633,13 +824,16 @@ static void sseb_ep_ctl(int op, int fd, uint32_t events, uint32_t tag, uint32_t 
  * ---------------------------------------------------------------------------------- */
 
 static void sseb_settle(void) {
-  while (g.settled < g.next_seq && (g.passed[g.settled] >= g.o.subscribers || g.failed[g.settled]))
+  while (g.settled < g.next_seq &&
+         (g.passed[g.settled] >= g.ch_subs[g.settled % g.o.channels] || g.failed[g.settled]))
     g.settled++;
 }
 
-/* Marks messages (s->max_seq, upto] as passed by s. */
+/* Marks the messages of s's channel in (s->max_seq, upto] as passed by s. */
 static void sseb_sub_pass(sseb_sub_t *s, int64_t upto) {
-  for (int64_t x = s->max_seq + 1; x <= upto; x++)
+  int64_t c = g.o.channels, x = s->max_seq + 1;
+  x += ((int64_t)s->ch - x % c + c) % c; /* the first seq of s's channel from there */
+  for (; x <= upto; x += c)
     g.passed[x]++;
   if (upto > s->max_seq)
     s->max_seq = upto;
@@ -674,17 +868,69 @@ static void sseb_sub_close(sseb_sub_t *s, const char *why) {
   bench_buf_free(&s->out);
 }
 
+/* The name of channel k: --channel itself when C = 1, else `NAME-k`. Returns its length. */
+static size_t sseb_ch_name(uint32_t k, char out[264]) {
+  if (g.o.channels == 1)
+    return (size_t)snprintf(out, 264, "%s", g.o.channel);
+  return (size_t)snprintf(out, 264, "%s-%" PRIu32, g.o.channel, k);
+}
+
+/* Expands a path template for channel k into out (SSEB_PATH_MAX bytes): every `{ch}`
+ * becomes the channel name. Returns the length; dies when it does not fit (the same
+ * template and the longest name are checked once in sseb_setup). */
+static size_t sseb_path(const char *tmpl, uint32_t k, char out[SSEB_PATH_MAX]) {
+  char name[264];
+  size_t nl = sseb_ch_name(k, name), o = 0;
+  for (const char *t = tmpl; *t;) {
+    const char *piece = t;
+    size_t len = 1;
+    if (strncmp(t, "{ch}", 4) == 0) {
+      piece = name;
+      len = nl;
+      t += 4;
+    } else {
+      t++;
+    }
+    if (o + len >= SSEB_PATH_MAX)
+      bench_die("path from template '%s' longer than %d bytes", tmpl, SSEB_PATH_MAX - 1);
+    memcpy(out + o, piece, len);
+    o += len;
+  }
+  out[o] = '\0';
+  return o;
+}
+
+/* s's request (the same bytes on every call: WebSocket key fixed at start). Returns its
+ * length. */
+static size_t sseb_sub_request(const sseb_sub_t *s, char *out, size_t cap) {
+  const sseb_opts_t *o = &g.o;
+  char path[SSEB_PATH_MAX];
+  sseb_path(o->sub_path, s->ch, path);
+  int rl;
+  if (o->ws)
+    rl = snprintf(out, cap,
+                  "GET %s HTTP/1.1\r\nHost: %s:%u\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: %.24s\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                  path, o->host, o->port, s->ws_key,
+                  o->deflate ? "Sec-WebSocket-Extensions: " : "", o->deflate ? SSEB_WS_OFFER : "",
+                  o->deflate ? "\r\n" : "");
+  else
+    rl = snprintf(out, cap,
+                  "GET %s HTTP/1.1\r\nHost: %s:%u\r\n"
+                  "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+                  path, o->host, o->port);
+  if (rl < 0 || (size_t)rl >= cap)
+    bench_die("subscriber request too long");
+  return (size_t)rl;
+}
+
 /* Writes what is left of the request. Returns 0 when all is written (the socket then
  * waits for input), 1 when it must wait for writability, -1 on error (s closed). */
 static int sseb_sub_send_request(sseb_sub_t *s) {
-  char ws_req[sizeof g.req];
-  const char *req = g.req;
-  if (g.o.ws) { /* the shared request with this subscriber's key */
-    memcpy(ws_req, g.req, g.req_len);
-    memcpy(ws_req + g.req_key_off, s->ws_key, sizeof s->ws_key);
-    req = ws_req;
-  }
-  int rc = bench_send_from(s->fd, req, g.req_len, &s->req_off);
+  char req[SSEB_PATH_MAX + 512];
+  size_t req_len = sseb_sub_request(s, req, sizeof req);
+  int rc = bench_send_from(s->fd, req, req_len, &s->req_off);
   if (rc == 1)
     return 1;
   if (rc < 0) {
@@ -704,6 +950,7 @@ static void sseb_sub_start(uint32_t i) {
   sseb_sub_t *s = &g.subs[i];
   g.started++;
   s->max_seq = -1;
+  s->ch = i % g.o.channels;
   if (g.o.ws)
     bench_ws_key(s->ws_key);
   s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
@@ -711,15 +958,18 @@ static void sseb_sub_start(uint32_t i) {
     bench_die("socket: %s (subscriber %u)", strerror(errno), i);
   int one = 1;
   setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (g.n_src > 1) {
-    /* Spread over 127.0.0.1..127.0.0.n_src: one source address has ~28k ephemeral
-     * ports per destination. NO_PORT defers the port choice to connect(), so bind()
-     * does not reserve a port for every possible destination. */
+  if (g.n_src > 1 || g.src_base != 1) {
+    /* Spread over 127.0.0.base .. 127.0.0.(base + n_src - 1): one source address has
+     * ~28k ephemeral ports per destination. NO_PORT defers the port choice to connect(),
+     * so bind() does not reserve a port for every possible destination, and connect()
+     * picks a port whose 4-tuple is free (also of TIME_WAIT ones). */
     struct sockaddr_in src = {.sin_family = AF_INET};
-    src.sin_addr.s_addr = htonl(0x7f000001u + i % g.n_src);
-    setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    uint32_t host = g.src_base + i % g.n_src;
+    src.sin_addr.s_addr = htonl(0x7f000000u + host);
+    if (setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0)
+      bench_die("setsockopt IP_BIND_ADDRESS_NO_PORT: %s", strerror(errno));
     if (bind(s->fd, (struct sockaddr *)&src, sizeof src) != 0)
-      bench_die("bind 127.0.0.%u: %s", 1 + i % g.n_src, strerror(errno));
+      bench_die("bind 127.0.0.%u: %s", host, strerror(errno));
   }
   struct sockaddr_in dst = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)g.o.sub_ports[i % g.o.n_sub_ports]),
@@ -744,18 +994,23 @@ static void sseb_sub_start(uint32_t i) {
  * ---------------------------------------------------------------------------------- */
 
 /* A message with data [d, d+dlen) arrived on s at `now`; has_id and id_offset give the
- * channel offset from its id when it had a readable one. Used by both transports. */
+ * channel offset from its id when it had a readable one. Used by every transport. */
 static void sseb_deliver(sseb_sub_t *s, const char *d, size_t dlen, int has_id,
                          uint64_t id_offset, uint64_t now) {
   uint64_t seq, t;
   if (bench_json_u64_first(d, dlen, "seq", &seq) != 0 || bench_json_u64_first(d, dlen, "t", &t) != 0 ||
-      seq >= g.o.messages || seq >= g.next_seq || t > now) {
+      seq >= g.o.messages || seq >= g.next_seq || t > now - g.t0) {
     g.bad_data++;
     return;
   }
+  if (seq % g.o.channels != s->ch) {
+    g.wrong_channel++;
+    return;
+  }
   size_t idx = (size_t)(s - g.subs);
-  uint64_t *w = &g.seen[idx * g.seen_words + seq / 64];
-  uint64_t bit = 1ull << (seq % 64);
+  uint64_t k = seq / g.o.channels; /* the message's rank on its channel */
+  uint64_t *w = &g.seen[idx * g.seen_words + k / 64];
+  uint64_t bit = 1ull << (k % 64);
   if (*w & bit) {
     s->dups++;
     g.dups++;
@@ -775,13 +1030,22 @@ static void sseb_deliver(sseb_sub_t *s, const char *d, size_t dlen, int has_id,
       g.offset_of[seq] = id_offset;
     else if (g.offset_of[seq] != id_offset)
       g.id_mismatch++;
+  } else if (g.last_by_pub != NULL) {
+    /* --raw with several publisher connections: seqs are in order per connection only */
+    int32_t *last = &g.last_by_pub[idx * g.o.publishers + g.pub_of[seq]];
+    if ((int32_t)seq < *last) {
+      s->ooo++;
+      g.ooo++;
+    } else {
+      *last = (int32_t)seq;
+    }
   } else if ((int64_t)seq < s->max_seq) {
     s->ooo++;
     g.ooo++;
   }
   s->delivered++;
   g.delivered++;
-  bench_hist_add(&g.lat, now - t);
+  bench_hist_add(&g.lat, now - g.t0 - t);
   g.t_last_delivery = now;
   g.t_progress = now;
   if ((int64_t)seq > s->max_seq) {
@@ -795,7 +1059,7 @@ static void sseb_sub_message(sseb_sub_t *s, uint64_t now) {
   sseb_deliver(s, s->data.p, s->data.len, s->has_id, s->id_offset, now);
 }
 
-/* s is ready for messages: SSE `connected` event, WebSocket `subscribed`. */
+/* s is ready for messages (see --ready). */
 static void sseb_sub_ready(sseb_sub_t *s, uint64_t now) {
   if (!s->connected) {
     s->connected = 1;
@@ -812,10 +1076,15 @@ static void sseb_sub_dispatch(sseb_sub_t *s, uint64_t now) {
 #define SSEB_IS(lit) (nlen == sizeof(lit) - 1 && memcmp(name, lit, nlen) == 0)
   if (s->data.len == 0 && s->event_len == 0) {
     /* nothing to dispatch (e.g. a lone `retry:` block) */
-  } else if (SSEB_IS("connected")) {
+  } else if (g.o.ready == SSEB_READY_MESSAGE && !s->connected) {
+    sseb_sub_ready(s, now); /* the first event, whatever it is */
+  } else if (SSEB_IS("connected") && g.o.ready == SSEB_READY_TUTTI) {
     sseb_sub_ready(s, now);
   } else if (SSEB_IS("message")) {
-    sseb_sub_message(s, now);
+    if (g.o.raw) /* the payload itself; an id: line (nchan's) says nothing of order here */
+      sseb_deliver(s, s->data.p, s->data.len, 0, 0, now);
+    else
+      sseb_sub_message(s, now);
   } else if (SSEB_IS("heartbeat")) {
     g.heartbeats++;
   } else if (SSEB_IS("error")) {
@@ -1030,9 +1299,121 @@ static int sseb_inflate_cached(const uint8_t *p, size_t n, const char **out, siz
   return 0;
 }
 
-/* One complete text message (JSON) of `wire` bytes on the wire; z: it came compressed. */
-static int sseb_ws_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, int z,
-                        uint64_t now) {
+/* Counts one message that carries (or should carry) a payload. */
+static void sseb_ws_count(size_t n, size_t wire, int z) {
+  g.ws_msgs++;
+  g.ws_msg_wire += wire;
+  g.ws_msg_json += n;
+  g.ws_msg_z += (uint64_t)(z != 0);
+}
+
+/* Queues one masked text frame and writes what it can. Returns 0, or -1 when s was
+ * closed. */
+static int sseb_ws_send_text(sseb_sub_t *s, const char *text, size_t len) {
+  bench_ws_queue(&s->out, 0x1, text, len);
+  return sseb_sub_flush(s);
+}
+
+/* One Engine.IO packet (a text message) on a Socket.IO subscriber. Returns 0, or -1 when
+ * s was closed. */
+static int sseb_sio_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, int z,
+                         uint64_t now) {
+  char why[200];
+  if (n == 0) {
+    g.bad_data++;
+    return 0;
+  }
+  switch (p[0]) {
+    case '0': /* open: {"sid":..,"pingInterval":..,..}; connect to the default namespace */
+      if (s->sio_state != SSEB_SIO_OPEN)
+        return sseb_ws_fail(s, "Engine.IO open packet twice");
+      s->sio_state = SSEB_SIO_CONNECT;
+      return sseb_ws_send_text(s, "40", 2);
+    case '2': { /* ping: answer pong with the same data */
+      char pong[128];
+      size_t pl = n < sizeof pong ? n : sizeof pong;
+      memcpy(pong, p, pl);
+      pong[0] = '3';
+      g.sio_pings++;
+      return sseb_ws_send_text(s, pong, pl);
+    }
+    case '1':
+      sseb_sub_close(s, "Engine.IO close packet from the server");
+      return -1;
+    case '3': /* pong */
+    case '6': /* noop */
+      return 0;
+    case '4': break; /* a Socket.IO packet: below */
+    default: g.other_events++; return 0;
+  }
+  if (n < 2) {
+    g.bad_data++;
+    return 0;
+  }
+  if (p[1] == '0') { /* CONNECT ack: 40{"sid":".."} */
+    if (s->sio_state != SSEB_SIO_CONNECT) {
+      g.other_events++;
+      return 0;
+    }
+    char name[264], msg[300];
+    size_t nl = sseb_ch_name(s->ch, name);
+    int ml = snprintf(msg, sizeof msg, "42[\"subscribe\",\"%.*s\"]", (int)nl, name);
+    s->sio_state = SSEB_SIO_SUBSCRIBE;
+    return sseb_ws_send_text(s, msg, (size_t)ml);
+  }
+  if (p[1] == '1' || p[1] == '4') { /* DISCONNECT, CONNECT_ERROR */
+    snprintf(why, sizeof why, "Socket.IO %s: %.*s", p[1] == '1' ? "disconnect" : "connect_error",
+             (int)(n > 120 ? 120 : n), p);
+    if (p[1] == '4')
+      g.sse_errors++;
+    sseb_sub_close(s, why);
+    return -1;
+  }
+  if (p[1] != '2') { /* ACK, binary packets: not part of the contract */
+    g.other_events++;
+    return 0;
+  }
+  /* EVENT: 42[/nsp,][id]["name",args...] */
+  const char *q = p + 2, *end = p + n;
+  if (q < end && *q == '/') { /* a namespace: not the default one */
+    g.other_events++;
+    return 0;
+  }
+  while (q < end && *q >= '0' && *q <= '9')
+    q++;
+  if (end - q < 4 || q[0] != '[' || q[1] != '"') {
+    g.bad_data++;
+    return 0;
+  }
+  const char *name = q + 2, *nq = memchr(name, '"', (size_t)(end - name));
+  if (nq == NULL) {
+    g.bad_data++;
+    return 0;
+  }
+  size_t nlen = (size_t)(nq - name);
+  if (nlen == 7 && memcmp(name, "message", 7) == 0) {
+    sseb_ws_count(n, wire, z);
+    /* the payload: after `"message",` up to the closing bracket */
+    const char *d = nq + 1, *e = end;
+    while (e > d && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r'))
+      e--;
+    if (d >= e || *d != ',' || e[-1] != ']') {
+      g.bad_data++;
+      return 0;
+    }
+    sseb_deliver(s, d + 1, (size_t)(e - 1 - (d + 1)), 0, 0, now);
+  } else if (nlen == 10 && memcmp(name, "subscribed", 10) == 0) {
+    s->sio_state = SSEB_SIO_READY;
+    sseb_sub_ready(s, now);
+  } else {
+    g.other_events++;
+  }
+  return 0;
+}
+
+/* One complete text message of tutti's WebSocket protocol (JSON with a "type"). */
+static int sseb_ws_tutti(sseb_sub_t *s, const char *p, size_t n, size_t wire, int z,
+                         uint64_t now) {
   const char *type;
   size_t tlen;
   if (bench_json_str(p, n, "type", &type, &tlen) != 0) {
@@ -1041,10 +1422,7 @@ static int sseb_ws_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, int
   }
 #define SSEB_TYPE(lit) (tlen == sizeof(lit) - 1 && memcmp(type, lit, tlen) == 0)
   if (SSEB_TYPE("message")) {
-    g.ws_msgs++;
-    g.ws_msg_wire += wire;
-    g.ws_msg_json += n;
-    g.ws_msg_z += (uint64_t)(z != 0);
+    sseb_ws_count(n, wire, z);
     /* {"type":"message","channel":..,"id":"E:O","event":..,"data":<published JSON>} */
     const char *id, *d = NULL;
     size_t idlen;
@@ -1071,7 +1449,8 @@ static int sseb_ws_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, int
     d += 7;
     sseb_deliver(s, d, (size_t)(p + n - d), has_id, off, now);
   } else if (SSEB_TYPE("subscribed")) {
-    sseb_sub_ready(s, now);
+    if (g.o.ready == SSEB_READY_TUTTI)
+      sseb_sub_ready(s, now);
   } else if (SSEB_TYPE("welcome")) {
     g.ws_welcomes++;
   } else if (SSEB_TYPE("error")) {
@@ -1082,6 +1461,22 @@ static int sseb_ws_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, int
     g.other_events++;
   }
 #undef SSEB_TYPE
+  return 0;
+}
+
+/* One complete text message of `wire` bytes on the wire; z: it came compressed. */
+static int sseb_ws_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, int z,
+                        uint64_t now) {
+  if (g.o.sio)
+    return sseb_sio_text(s, p, n, wire, z, now);
+  if (g.o.ready == SSEB_READY_MESSAGE && !s->connected) {
+    sseb_sub_ready(s, now); /* the first message, whatever it is */
+    return 0;
+  }
+  if (!g.o.raw || (g.o.ready == SSEB_READY_TUTTI && !s->connected))
+    return sseb_ws_tutti(s, p, n, wire, z, now);
+  sseb_ws_count(n, wire, z); /* --raw: the payload itself */
+  sseb_deliver(s, p, n, 0, 0, now);
   return 0;
 }
 
@@ -1262,6 +1657,8 @@ static int sseb_sub_head(sseb_sub_t *s, size_t hlen) {
     s->ws_deflate = (uint8_t)h.ext_deflate;
     g.ws_deflated += (uint32_t)h.ext_deflate;
     s->state = SSEB_SUB_STREAM;
+    if (g.o.ready == SSEB_READY_UPGRADE)
+      sseb_sub_ready(s, bench_now());
     return 0;
   }
   if (h.status != 200 || !h.event_stream) {
@@ -1275,6 +1672,8 @@ static int sseb_sub_head(sseb_sub_t *s, size_t hlen) {
   }
   s->chunked = (uint8_t)h.chunked;
   s->state = SSEB_SUB_STREAM;
+  if (g.o.ready == SSEB_READY_UPGRADE)
+    sseb_sub_ready(s, bench_now());
   return 0;
 }
 
@@ -1436,17 +1835,20 @@ static int sseb_publish_next(void) {
   uint32_t seq = g.next_seq;
   uint64_t t = bench_now();
   char body[96];
-  int blen = snprintf(body, sizeof body, "{\"seq\":%" PRIu32 ",\"t\":%" PRIu64, seq, t);
+  /* T in ns since this process started: small enough (under 2^53) to survive a server
+   * that parses and re-serialises the JSON with doubles (Socket.IO) */
+  int blen = snprintf(body, sizeof body, "{\"seq\":%" PRIu32 ",\"t\":%" PRIu64, seq, t - g.t0);
   /* `{"seq":S,"t":T` + `}`, or + `,"p":"` pad `"}` (8 bytes around the pad) */
   size_t pad = g.o.payload > (uint32_t)blen + 8 ? g.o.payload - (uint32_t)blen - 8 : 0;
   size_t total = (size_t)blen + (pad ? 8 + pad : 1);
-  char head[600];
+  char head[SSEB_PATH_MAX + 200], path[SSEB_PATH_MAX];
+  sseb_path(g.o.pub_path, seq % g.o.channels, path);
   int hlen = snprintf(head, sizeof head,
-                      "POST /api/channels/%s/publish HTTP/1.1\r\n"
+                      "POST %s HTTP/1.1\r\n"
                       "Host: %s:%u\r\n"
                       "Content-Type: application/json\r\n"
                       "Content-Length: %zu\r\n\r\n",
-                      g.o.channel, g.o.host, g.o.port, total);
+                      path, g.o.host, g.o.port, total);
   size_t max = (size_t)-1;
   bench_buf_append(&p->out, head, (size_t)hlen, max);
   bench_buf_append(&p->out, body, (size_t)blen, max);
@@ -1469,6 +1871,8 @@ static int sseb_publish_next(void) {
     bench_buf_append(&p->out, "}", 1, max);
   }
   p->fifo[p->tail++] = seq;
+  if (g.pub_of != NULL)
+    g.pub_of[seq] = (uint8_t)(p - g.pubs);
   g.next_seq++;
   if (g.t_first_publish == 0)
     g.t_first_publish = t;
@@ -1486,7 +1890,7 @@ static void sseb_pub_answer(sseb_pub_t *p, int status, const char *body, size_t 
   uint32_t seq = p->fifo[p->head++];
   g.answered++;
   g.t_progress = bench_now();
-  if (status != 200) {
+  if (status < 200 || status > 299) { /* tutti and the peers answer 200, nchan 201/202 */
     g.failed[seq] = 1;
     g.publish_errors++;
     bench_note(g.publish_error, sizeof g.publish_error, "seq %" PRIu32 ": HTTP %d: %.*s", seq,
@@ -1496,7 +1900,7 @@ static void sseb_pub_answer(sseb_pub_t *p, int status, const char *body, size_t 
   }
   g.published_ok++;
   uint64_t off;
-  if (bench_json_u64_first(body, blen, "offset", &off) == 0 && off > 0) {
+  if (!g.o.raw && bench_json_u64_first(body, blen, "offset", &off) == 0 && off > 0) {
     if (g.offset_of[seq] == 0)
       g.offset_of[seq] = off;
     else if (g.offset_of[seq] != off)
@@ -1679,7 +2083,7 @@ static int sseb_connect_all(char *buf) {
 /* Publish and drain phase; sets g.stop_reason. */
 static void sseb_run(char *buf) {
   uint64_t tmo = (uint64_t)(g.o.timeout_s * 1e9);
-  uint64_t expected = (uint64_t)g.o.subscribers * g.o.messages;
+  uint64_t expected = g.expected;
   g.t_progress = bench_now();
   sseb_pump();
   for (;;) {
@@ -1757,17 +2161,18 @@ static void sseb_json_multi(bench_buf_t *b) {
     sseb_buf_puts(b, ",\"port_stats\":[");
     for (uint32_t k = 0; k < o->n_sub_ports; k++) {
       uint32_t n = 0, conn = 0;
-      uint64_t dlv = 0;
+      uint64_t dlv = 0, exp = 0;
       for (uint32_t i = k; i < o->subscribers; i += o->n_sub_ports) {
         n++;
         conn += g.subs[i].connected;
         dlv += g.subs[i].delivered;
+        exp += g.ch_msgs[i % o->channels];
       }
       int len = snprintf(t, sizeof t,
                          "%s{\"sub_port\":%u,\"port_subscribers\":%" PRIu32
                          ",\"port_connected\":%" PRIu32 ",\"port_delivered\":%" PRIu64
                          ",\"port_expected\":%" PRIu64 "}",
-                         k ? "," : "", o->sub_ports[k], n, conn, dlv, (uint64_t)n * o->messages);
+                         k ? "," : "", o->sub_ports[k], n, conn, dlv, exp);
       bench_buf_append(b, t, (size_t)len, max);
     }
     sseb_buf_puts(b, "]");
@@ -1775,9 +2180,25 @@ static void sseb_json_multi(bench_buf_t *b) {
   bench_buf_append(b, "", 1, max); /* NUL */
 }
 
+/* Appends printf-formatted text to b. */
+static void sseb_bprintf(bench_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sseb_bprintf(bench_buf_t *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n <= 0)
+    return;
+  bench_buf_reserve(b, (size_t)n + 1);
+  va_start(ap, fmt);
+  vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+}
+
 static void sseb_report(void) {
   const sseb_opts_t *o = &g.o;
-  uint64_t expected = (uint64_t)o->subscribers * o->messages;
+  uint64_t expected = g.expected;
   double connect_s = g.t_connected ? (double)(g.t_connected - g.t_connect_start) / 1e9 : -1.0;
   double window_s = g.t_last_delivery > g.t_first_publish
                         ? (double)(g.t_last_delivery - g.t_first_publish) / 1e9
@@ -1790,7 +2211,7 @@ static void sseb_report(void) {
   uint64_t lost = expected - g.delivered;
   uint32_t subs_lossy = 0;
   for (uint32_t i = 0; i < o->subscribers; i++)
-    if (g.subs[i].delivered < o->messages)
+    if (g.subs[i].delivered < g.ch_msgs[i % o->channels])
       subs_lossy++;
   uint64_t p50 = bench_hist_quantile(&g.lat, 0.50), p90 = bench_hist_quantile(&g.lat, 0.90),
            p99 = bench_hist_quantile(&g.lat, 0.99);
@@ -1803,41 +2224,69 @@ static void sseb_report(void) {
   /* Per delivery from schedstat when readable (ns), else from the 10 ms ticks of stat. */
   double cpu_best = sched_s >= 0 ? sched_s : cpu_s;
   double cpu_us = cpu_best >= 0 && g.delivered > 0 ? cpu_best * 1e6 / (double)g.delivered : -1.0;
-  double rss_per_sub = g.rss_before >= 0 && g.rss_connected >= 0
-                           ? (double)(g.rss_connected - g.rss_before) / o->subscribers
-                           : 0.0;
-  char rate[32];
-  if (o->rate > 0)
+  long long cpu_ns = cpu_best >= 0 ? (long long)(cpu_best * 1e9 + 0.5) : -1;
+  long long conn_cpu_ns = g.conn_sched_start >= 0 && g.conn_sched_end >= 0
+                              ? g.conn_sched_end - g.conn_sched_start
+                              : -1;
+  int have_rss = g.rss_before >= 0 && g.rss_connected >= 0;
+  double rss_per_sub = have_rss ? (double)(g.rss_connected - g.rss_before) / o->subscribers : 0.0;
+  double rss_per_conn_b = rss_per_sub * 1024.0;
+  int idle = o->messages == 0;
+  char rate[48];
+  if (idle)
+    snprintf(rate, sizeof rate, "- (idle run: connect only)");
+  else if (o->rate > 0)
     snprintf(rate, sizeof rate, "%g/s", o->rate);
   else
     snprintf(rate, sizeof rate, "unlimited (window %" PRIu32 ")", o->window);
 
-  char padkind[32] = "";
+  char padkind[32] = "", sub0[SSEB_PATH_MAX], pub0[SSEB_PATH_MAX], chans[64] = "";
   if (o->pad != SSEB_PAD_X)
     snprintf(padkind, sizeof padkind, " (pad %s)", sseb_pad_names[o->pad]);
-  printf("ssebench  %s:%u /%s/%s%s  N=%" PRIu32 " subscribers  M=%" PRIu32 " messages  %" PRIu32
+  sseb_path(o->sub_path, 0, sub0);
+  sseb_path(o->pub_path, 0, pub0);
+  if (o->channels > 1)
+    snprintf(chans, sizeof chans, " (channel 0 of %" PRIu32 ")", o->channels);
+  printf("ssebench  %s:%u %s %s%s%s  N=%" PRIu32 " subscribers  M=%" PRIu32 " messages  %" PRIu32
          " B%s  rate %s  %" PRIu32 " publisher%s\n",
-         o->host, o->port, o->ws ? "ws" : "sse", o->channel,
+         o->host, o->port, sseb_tr_names[o->transport], sub0, chans,
          o->deflate ? " (permessage-deflate offered)" : "", o->subscribers, o->messages,
          o->payload, padkind, rate, o->publishers, o->publishers == 1 ? "" : "s");
+  printf("  protocol           ready at %s; messages %s; publish POST %s%s\n",
+         o->ready == SSEB_READY_TUTTI     ? (o->ws ? "`subscribed`" : "`connected`")
+         : o->ready == SSEB_READY_MESSAGE ? "the first message"
+         : o->ready == SSEB_READY_UPGRADE ? (o->ws ? "the 101" : "the 200 head")
+                                          : "42[\"subscribed\",..]",
+         o->raw ? "raw (order by seq per publisher connection)"
+                : "in tutti's form (order by channel offset)",
+         pub0, chans);
+  char srcs[64] = "";
+  if (g.n_src > 1 || g.src_base != 1)
+    snprintf(srcs, sizeof srcs, " from 127.0.0.%" PRIu32 "-%" PRIu32, g.src_base,
+             g.src_base + g.n_src - 1);
   if (connect_s >= 0)
-    printf("  connect            %" PRIu32 " streams in %.3f s (%.0f/s)\n", g.connected, connect_s,
-           connect_s > 0 ? g.connected / connect_s : 0.0);
+    printf("  connect            %" PRIu32 " streams in %.3f s (%.0f/s)%s\n", g.connected,
+           connect_s, connect_s > 0 ? g.connected / connect_s : 0.0, srcs);
   else
-    printf("  connect            %" PRIu32 " of %" PRIu32 " connected, %" PRIu32 " failed\n",
-           g.connected, o->subscribers, g.connect_failed);
-  printf("  published          %" PRIu32 " sent, %" PRIu64 " accepted, %" PRIu64
-         " failed, in %.3f s (%.0f msg/s)\n",
-         g.next_seq, g.published_ok, g.publish_errors, pub_s, pub_rate);
-  printf("  delivered          %" PRIu64 " / %" PRIu64 " (%.2f %%)\n", g.delivered, expected,
-         expected ? 100.0 * (double)g.delivered / (double)expected : 0.0);
-  printf("  deliveries/s       %.0f (first publish to last delivery: %.3f s)\n", dps, window_s);
-  printf("  latency ms         p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  (%" PRIu64 " samples)\n",
-         bench_ms(p50), bench_ms(p90), bench_ms(p99), bench_ms(g.lat.max), g.lat.n);
-  printf("  lost               %" PRIu64 " (%" PRIu32 " subscribers short)\n", lost, subs_lossy);
-  printf("  duplicates         %" PRIu64 "\n", g.dups);
-  printf("  out of order       %" PRIu64 "\n", g.ooo);
-  printf("  id mismatches      %" PRIu64 "\n", g.id_mismatch);
+    printf("  connect            %" PRIu32 " of %" PRIu32 " connected, %" PRIu32 " failed%s\n",
+           g.connected, o->subscribers, g.connect_failed, srcs);
+  if (!idle) {
+    printf("  published          %" PRIu32 " sent, %" PRIu64 " accepted, %" PRIu64
+           " failed, in %.3f s (%.0f msg/s)\n",
+           g.next_seq, g.published_ok, g.publish_errors, pub_s, pub_rate);
+    printf("  delivered          %" PRIu64 " / %" PRIu64 " (%.2f %%)\n", g.delivered, expected,
+           expected ? 100.0 * (double)g.delivered / (double)expected : 0.0);
+    printf("  deliveries/s       %.0f (first publish to last delivery: %.3f s)\n", dps, window_s);
+    printf("  latency ms         p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  (%" PRIu64 " samples)\n",
+           bench_ms(p50), bench_ms(p90), bench_ms(p99), bench_ms(g.lat.max), g.lat.n);
+    printf("  lost               %" PRIu64 " (%" PRIu32 " subscribers short)\n", lost, subs_lossy);
+    printf("  duplicates         %" PRIu64 "\n", g.dups);
+    printf("  out of order       %" PRIu64 "\n", g.ooo);
+    if (!o->raw)
+      printf("  id mismatches      %" PRIu64 "\n", g.id_mismatch);
+    if (o->channels > 1 || g.wrong_channel)
+      printf("  wrong channel      %" PRIu64 "\n", g.wrong_channel);
+  }
   double ws_wire = g.ws_msgs ? (double)g.ws_msg_wire / (double)g.ws_msgs : 0.0;
   double ws_json = g.ws_msgs ? (double)g.ws_msg_json / (double)g.ws_msgs : 0.0;
   if (o->ws)
@@ -1849,29 +2298,37 @@ static void sseb_report(void) {
            ", foreign data %" PRIu64 ")\n",
            g.closed_early, g.sse_errors, g.shutdowns, g.bad_data);
   if (o->ws) {
+    char eio[64] = "";
+    if (o->sio)
+      snprintf(eio, sizeof eio, "; %" PRIu64 " Engine.IO pings answered", g.sio_pings);
     if (o->deflate)
       printf("  websocket          permessage-deflate negotiated on %" PRIu32 " of %" PRIu32
-             " subscribers; %" PRIu64 " pings answered; %" PRIu64 " inflates%s\n",
-             g.ws_deflated, o->subscribers, g.ws_pings, g.inflates,
+             " subscribers; %" PRIu64 " pings answered%s; %" PRIu64 " inflates%s\n",
+             g.ws_deflated, o->subscribers, g.ws_pings, eio, g.inflates,
              o->inflate_all ? " (every copy)" : " (identical copies reuse the result)");
     else
-      printf("  websocket          permessage-deflate not offered; %" PRIu64 " pings answered\n",
-             g.ws_pings);
-    printf("  wire bytes         %.1f per delivery (message JSON %.1f B, %.1f %% of it on the "
-           "wire; %" PRIu64 " of %" PRIu64 " compressed)\n",
-           ws_wire, ws_json, ws_json > 0 ? 100.0 * ws_wire / ws_json : 0.0, g.ws_msg_z,
-           g.ws_msgs);
+      printf("  websocket          permessage-deflate not offered; %" PRIu64 " pings answered%s\n",
+             g.ws_pings, eio);
+    if (!idle)
+      printf("  wire bytes         %.1f per delivery (message %s %.1f B, %.1f %% of it on the "
+             "wire; %" PRIu64 " of %" PRIu64 " compressed)\n",
+             ws_wire, o->sio ? "packet" : "JSON", ws_json,
+             ws_json > 0 ? 100.0 * ws_wire / ws_json : 0.0, g.ws_msg_z, g.ws_msgs);
   }
   if (o->server_pid) {
-    printf(
-        "  server RSS         %.1f MiB before connect, %.1f MiB connected "
-        "(%.1f KiB/subscriber), %.1f MiB at end\n",
-        g.rss_before / 1024.0, g.rss_connected / 1024.0, rss_per_sub, g.rss_end / 1024.0);
-    printf(
-        "  server CPU         %.4f s in publish window (stat utime+stime %.2f s), "
-        "%.3f us/delivery\n",
-        cpu_best, cpu_s, cpu_us);
-    if (o->n_server_pids > 1) {
+    printf("  server RSS         %.1f MiB before connect, %.1f MiB connected "
+           "(%.1f KiB = %.0f B per connection)%s, %.1f MiB at end\n",
+           g.rss_before / 1024.0, g.rss_connected / 1024.0, rss_per_sub, rss_per_conn_b,
+           idle ? " (read 1 s after the last ready)" : "", g.rss_end / 1024.0);
+    if (conn_cpu_ns >= 0)
+      printf("  server CPU connect %.4f s for %" PRIu32 " connections (%.1f us each)\n",
+             (double)conn_cpu_ns / 1e9, g.connected,
+             g.connected ? (double)conn_cpu_ns / 1e3 / g.connected : 0.0);
+    if (!idle)
+      printf("  server CPU         %.4f s in publish window (stat utime+stime %.2f s), "
+             "%.3f us/delivery\n",
+             cpu_best, cpu_s, cpu_us);
+    if (o->n_server_pids > 1 && !idle) {
       printf("  server CPU each   ");
       for (uint32_t k = 0; k < o->n_server_pids; k++)
         printf(" pid %ld %.4f s%s", o->server_pids[k],
@@ -1883,7 +2340,7 @@ static void sseb_report(void) {
   }
   double aux_s = sseb_cpu_delta_s(g.aux_start, g.aux_end);
   double aux_us = aux_s >= 0 && g.delivered > 0 ? aux_s * 1e6 / (double)g.delivered : -1.0;
-  if (o->n_aux_pids) {
+  if (o->n_aux_pids && !idle) {
     printf("  aux CPU            %.4f s in publish window, %.3f us/delivery (pid",
            aux_s, aux_us);
     for (uint32_t k = 0; k < o->n_aux_pids; k++)
@@ -1894,15 +2351,16 @@ static void sseb_report(void) {
   if (o->sub_ports_given) {
     for (uint32_t k = 0; k < o->n_sub_ports; k++) {
       uint32_t n = 0, conn = 0;
-      uint64_t dlv = 0;
+      uint64_t dlv = 0, exp = 0;
       for (uint32_t i = k; i < o->subscribers; i += o->n_sub_ports) {
         n++;
         conn += g.subs[i].connected;
         dlv += g.subs[i].delivered;
+        exp += g.ch_msgs[i % o->channels];
       }
       printf("  port %-5u         %" PRIu32 " subscribers (%" PRIu32 " connected), %" PRIu64
              " / %" PRIu64 " delivered\n",
-             o->sub_ports[k], n, conn, dlv, (uint64_t)n * o->messages);
+             o->sub_ports[k], n, conn, dlv, exp);
     }
   }
   printf("  stopped            %s\n", g.stop_reason ? g.stop_reason : "-");
@@ -1912,50 +2370,78 @@ static void sseb_report(void) {
     printf("  first publish problem:    %s\n", g.publish_error);
 
   if (o->json) {
-    char srv[512];
-    if (o->server_pid)
-      snprintf(srv, sizeof srv,
-               "\"server_pid\":%ld,\"rss_before_kib\":%ld,\"rss_connected_kib\":%ld,"
-               "\"rss_end_kib\":%ld,\"rss_per_subscriber_kib\":%.2f,"
-               "\"server_cpu_s\":%.4f,\"server_cpu_stat_s\":%.2f,\"cpu_us_per_delivery\":%.4f",
-               o->server_pid, g.rss_before, g.rss_connected, g.rss_end, rss_per_sub, cpu_best,
-               cpu_s, cpu_us);
-    else
-      snprintf(srv, sizeof srv,
-               "\"server_pid\":null,\"rss_before_kib\":null,\"rss_connected_kib\":null,"
-               "\"rss_end_kib\":null,\"rss_per_subscriber_kib\":null,"
-               "\"server_cpu_s\":null,\"server_cpu_stat_s\":null,\"cpu_us_per_delivery\":null");
-    char wsf[400] = "";
+    bench_buf_t j = {0};
+    sseb_bprintf(&j,
+                 "{\"tool\":\"ssebench\",\"transport\":\"%s\",\"n\":%" PRIu32
+                 ",\"channels\":%" PRIu32 ",\"ready\":\"%s\",\"raw\":%s,\"sub_path\":\"%s\""
+                 ",\"pub_path\":\"%s\",\"src_addrs\":%" PRIu32,
+                 sseb_tr_names[o->transport], o->subscribers, o->channels,
+                 sseb_ready_names[o->ready], o->raw ? "true" : "false", o->sub_path, o->pub_path,
+                 g.n_src > 1 || g.src_base != 1 ? g.n_src : 0);
+    sseb_bprintf(&j,
+                 ",\"subscribers\":%" PRIu32 ",\"messages\":%" PRIu32
+                 ",\"rate\":%g,\"window\":%" PRIu32 ",\"payload\":%" PRIu32
+                 ",\"publishers\":%" PRIu32 ",\"connected\":%" PRIu32 ",\"connect_s\":%.4f,"
+                 "\"sent\":%" PRIu32 ",\"publish_errors\":%" PRIu64 ",\"publish_rate\":%.1f,"
+                 "\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64
+                 ",\"deliveries_per_s\":%.1f,\"window_s\":%.4f,"
+                 "\"latency_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"max\":%.4f},"
+                 "\"lost\":%" PRIu64 ",\"subscribers_short\":%" PRIu32 ",\"duplicates\":%" PRIu64
+                 ",\"out_of_order\":%" PRIu64 ",\"id_mismatch\":%" PRIu64
+                 ",\"wrong_channel\":%" PRIu64 ",\"closed_early\":%" PRIu32
+                 ",\"error_events\":%" PRIu64 ",\"foreign_data\":%" PRIu64,
+                 o->subscribers, o->messages, o->rate, o->window, o->payload, o->publishers,
+                 g.connected, connect_s, g.next_seq, g.publish_errors, pub_rate, expected,
+                 g.delivered, dps, window_s, bench_ms(p50), bench_ms(p90), bench_ms(p99),
+                 bench_ms(g.lat.max), lost, subs_lossy, g.dups, g.ooo, g.id_mismatch,
+                 g.wrong_channel, g.closed_early, g.sse_errors, g.bad_data);
+    if (o->server_pid) {
+      sseb_bprintf(&j,
+                   ",\"server_pid\":%ld,\"rss_before_kib\":%ld,\"rss_connected_kib\":%ld,"
+                   "\"rss_end_kib\":%ld,\"rss_per_subscriber_kib\":%.2f,"
+                   "\"rss_per_conn_bytes\":%.0f",
+                   o->server_pid, g.rss_before, g.rss_connected, g.rss_end, rss_per_sub,
+                   rss_per_conn_b);
+      if (idle)
+        sseb_buf_puts(&j, ",\"server_cpu_s\":null,\"server_cpu_stat_s\":null,"
+                          "\"cpu_us_per_delivery\":null,\"server_cpu_ns\":null,"
+                          "\"cpu_ns_per_delivery\":null");
+      else
+        sseb_bprintf(&j,
+                     ",\"server_cpu_s\":%.4f,\"server_cpu_stat_s\":%.2f,"
+                     "\"cpu_us_per_delivery\":%.4f,\"server_cpu_ns\":%lld,"
+                     "\"cpu_ns_per_delivery\":%.1f",
+                     cpu_best, cpu_s, cpu_us, cpu_ns, cpu_us >= 0 ? cpu_us * 1e3 : -1.0);
+      if (conn_cpu_ns >= 0)
+        sseb_bprintf(&j, ",\"server_connect_cpu_ns\":%lld", conn_cpu_ns);
+      else
+        sseb_buf_puts(&j, ",\"server_connect_cpu_ns\":null");
+    } else {
+      sseb_buf_puts(&j, ",\"server_pid\":null,\"rss_before_kib\":null,\"rss_connected_kib\":null,"
+                        "\"rss_end_kib\":null,\"rss_per_subscriber_kib\":null,"
+                        "\"rss_per_conn_bytes\":null,\"server_cpu_s\":null,"
+                        "\"server_cpu_stat_s\":null,\"cpu_us_per_delivery\":null,"
+                        "\"server_cpu_ns\":null,\"cpu_ns_per_delivery\":null,"
+                        "\"server_connect_cpu_ns\":null");
+    }
+    sseb_bprintf(&j, ",\"stop\":\"%s\",\"subscriber_problem\":\"%s\",\"publish_problem\":\"%s\"",
+                 g.stop_reason ? g.stop_reason : "", g.sub_error, g.publish_error);
+    if (o->ws)
+      sseb_bprintf(&j,
+                   ",\"deflate_offered\":%s,\"deflate_subscribers\":%" PRIu32
+                   ",\"pad\":\"%s\",\"ws_messages\":%" PRIu64 ",\"ws_compressed\":%" PRIu64
+                   ",\"wire_bytes_per_delivery\":%.1f,\"json_bytes_per_delivery\":%.1f"
+                   ",\"close_frames\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"inflates\":%" PRIu64,
+                   o->deflate ? "true" : "false", g.ws_deflated, sseb_pad_names[o->pad], g.ws_msgs,
+                   g.ws_msg_z, ws_wire, ws_json, g.ws_closes, g.ws_pings, g.inflates);
+    if (o->sio)
+      sseb_bprintf(&j, ",\"engineio_pings\":%" PRIu64, g.sio_pings);
     bench_buf_t multi = {0};
     sseb_json_multi(&multi);
-    if (o->ws)
-      snprintf(wsf, sizeof wsf,
-               ",\"transport\":\"ws\",\"deflate_offered\":%s,\"deflate_subscribers\":%" PRIu32
-               ",\"pad\":\"%s\",\"ws_messages\":%" PRIu64 ",\"ws_compressed\":%" PRIu64
-               ",\"wire_bytes_per_delivery\":%.1f,\"json_bytes_per_delivery\":%.1f"
-               ",\"close_frames\":%" PRIu64 ",\"pings\":%" PRIu64 ",\"inflates\":%" PRIu64,
-               o->deflate ? "true" : "false", g.ws_deflated, sseb_pad_names[o->pad], g.ws_msgs,
-               g.ws_msg_z, ws_wire, ws_json, g.ws_closes, g.ws_pings, g.inflates);
-    printf("{\"tool\":\"ssebench\",\"subscribers\":%" PRIu32 ",\"messages\":%" PRIu32
-           ",\"rate\":%g,\"window\":%" PRIu32 ",\"payload\":%" PRIu32 ",\"publishers\":%" PRIu32
-           ",\"connected\":%" PRIu32
-           ",\"connect_s\":%.4f,"
-           "\"sent\":%" PRIu32 ",\"publish_errors\":%" PRIu64
-           ",\"publish_rate\":%.1f,"
-           "\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64
-           ",\"deliveries_per_s\":%.1f,\"window_s\":%.4f,"
-           "\"latency_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"max\":%.4f},"
-           "\"lost\":%" PRIu64 ",\"subscribers_short\":%" PRIu32 ",\"duplicates\":%" PRIu64
-           ",\"out_of_order\":%" PRIu64 ",\"id_mismatch\":%" PRIu64 ",\"closed_early\":%" PRIu32
-           ",\"error_events\":%" PRIu64 ",\"foreign_data\":%" PRIu64
-           ",%s,\"stop\":\"%s\","
-           "\"subscriber_problem\":\"%s\",\"publish_problem\":\"%s\"%s%s}\n",
-           o->subscribers, o->messages, o->rate, o->window, o->payload, o->publishers, g.connected,
-           connect_s, g.next_seq, g.publish_errors, pub_rate, expected, g.delivered, dps, window_s,
-           bench_ms(p50), bench_ms(p90), bench_ms(p99), bench_ms(g.lat.max), lost, subs_lossy, g.dups,
-           g.ooo, g.id_mismatch, g.closed_early, g.sse_errors, g.bad_data, srv,
-           g.stop_reason ? g.stop_reason : "", g.sub_error, g.publish_error, wsf, multi.p);
+    sseb_bprintf(&j, "%s}\n", multi.p);
     bench_buf_free(&multi);
+    fwrite(j.p, 1, j.len, stdout);
+    bench_buf_free(&j);
   }
   fflush(stdout);
 }
@@ -1972,25 +2458,27 @@ static void sseb_raise_nofile(void) {
 
 static void sseb_setup(void) {
   const sseb_opts_t *o = &g.o;
-  g.seen_words = ((size_t)o->messages + 63) / 64;
+  uint32_t c = o->channels;
+  /* per subscriber, one bit per message of its channel (at most ceil(M / C)) */
+  g.seen_words = (((size_t)o->messages + c - 1) / c + 63) / 64;
   uint64_t seen_bytes = (uint64_t)o->subscribers * g.seen_words * 8;
   if (seen_bytes > SSEB_SEEN_MAX)
-    bench_die("N x M too large: %" PRIu64 " MiB of delivery bitmaps", seen_bytes >> 20);
-  g.n_src = (o->subscribers + SSEB_PORTS_PER_ADDR - 1) / SSEB_PORTS_PER_ADDR;
-  if (g.n_src > SSEB_MAX_SRC_ADDRS)
-    bench_die("--subscribers too large for %d source addresses", SSEB_MAX_SRC_ADDRS);
+    bench_die("N x M / C too large: %" PRIu64 " MiB of delivery bitmaps", seen_bytes >> 20);
+  if (o->src_addrs) {
+    g.n_src = o->src_addrs;
+    g.src_base = 2;
+  } else {
+    g.n_src = (o->subscribers + SSEB_PORTS_PER_ADDR - 1) / SSEB_PORTS_PER_ADDR;
+    g.src_base = 1;
+    if (g.n_src > SSEB_MAX_SRC_ADDRS)
+      bench_die("--subscribers too large for %d source addresses", SSEB_MAX_SRC_ADDRS);
+  }
   g.line_max = (size_t)o->payload + SSEB_LINE_SLACK;
-  int rl;
+  /* the longest paths (channel C-1 has the longest name) fit, or die here */
+  char path[SSEB_PATH_MAX];
+  sseb_path(o->sub_path, c - 1, path);
+  sseb_path(o->pub_path, c - 1, path);
   if (o->ws) {
-    static const char key_hdr[] = "Sec-WebSocket-Key: ";
-    rl = snprintf(g.req, sizeof g.req,
-                  "GET /ws/%s HTTP/1.1\r\nHost: %s:%u\r\n"
-                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "%s------------------------\r\nSec-WebSocket-Version: 13\r\n%s%s%s\r\n",
-                  o->channel, o->host, o->port, key_hdr,
-                  o->deflate ? "Sec-WebSocket-Extensions: " : "", o->deflate ? SSEB_WS_OFFER : "",
-                  o->deflate ? "\r\n" : "");
-    g.req_key_off = (size_t)(strstr(g.req, key_hdr) - g.req) + sizeof key_hdr - 1;
     /* the RFC 6455 1.3 example checks SHA-1 and base64 once */
     char acc[29];
     bench_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", acc);
@@ -1998,15 +2486,16 @@ static void sseb_setup(void) {
       bench_die("internal: Sec-WebSocket-Accept self-check failed (%s)", acc);
     if (inflateInit2(&g.z, -15) != Z_OK)
       bench_die("inflateInit2 failed");
-  } else {
-    rl = snprintf(g.req, sizeof g.req,
-                  "GET /sse/%s HTTP/1.1\r\nHost: %s:%u\r\n"
-                  "Accept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
-                  o->channel, o->host, o->port);
   }
-  if (rl < 0 || (size_t)rl >= sizeof g.req)
-    bench_die("request too long");
-  g.req_len = (size_t)rl;
+  g.ch_subs = bench_xcalloc(c, sizeof *g.ch_subs);
+  g.ch_msgs = bench_xcalloc(c, sizeof *g.ch_msgs);
+  g.expected = 0;
+  for (uint32_t k = 0; k < c; k++) {
+    /* channel k gets every C-th subscriber and message from k on */
+    g.ch_subs[k] = o->subscribers / c + (k < o->subscribers % c);
+    g.ch_msgs[k] = o->messages / c + (k < o->messages % c);
+    g.expected += (uint64_t)g.ch_subs[k] * g.ch_msgs[k];
+  }
   g.subs = bench_xcalloc(o->subscribers, sizeof *g.subs);
   for (uint32_t i = 0; i < o->subscribers; i++)
     g.subs[i].fd = -1;
@@ -2017,6 +2506,15 @@ static void sseb_setup(void) {
   g.passed = bench_xcalloc(o->messages, sizeof *g.passed);
   g.offset_of = bench_xcalloc(o->messages, sizeof *g.offset_of);
   g.failed = bench_xcalloc(o->messages, 1);
+  if (o->raw && o->publishers > 1 && o->messages > 0) {
+    uint64_t bytes = (uint64_t)o->subscribers * o->publishers * sizeof(int32_t);
+    if (bytes > SSEB_SEEN_MAX)
+      bench_die("N x K too large with --raw: %" PRIu64 " MiB of per-publisher order state",
+                bytes >> 20);
+    g.pub_of = bench_xcalloc(o->messages, 1);
+    g.last_by_pub = bench_xcalloc((size_t)o->subscribers * o->publishers, sizeof(int32_t));
+    memset(g.last_by_pub, 0xff, (size_t)bytes); /* -1: nothing from that publisher yet */
+  }
   g.ep = epoll_create1(EPOLL_CLOEXEC);
   if (g.ep < 0)
     bench_die("epoll_create1: %s", strerror(errno));
@@ -2026,6 +2524,7 @@ static void sseb_setup(void) {
   sseb_ep_ctl(EPOLL_CTL_ADD, g.tfd, EPOLLIN, SSEB_TAG_TIMER, 0);
   g.rss_before = g.rss_connected = g.rss_end = -1;
   g.cpu_start = g.cpu_end = g.sched_start = g.sched_end = -1;
+  g.conn_sched_start = g.conn_sched_end = -1;
   g.aux_ticks_start = g.aux_ticks_end = g.aux_start = g.aux_end = -1;
   for (uint32_t k = 0; k < SSEB_MAX_PIDS; k++)
     g.sched_start_each[k] = g.sched_end_each[k] = g.aux_start_each[k] = g.aux_end_each[k] = -1;
@@ -2052,6 +2551,7 @@ static void sseb_teardown(void) {
 }
 
 int main(int argc, char **argv) {
+  g.t0 = bench_now();
   sseb_opts_parse(argc, argv, &g.o);
   signal(SIGPIPE, SIG_IGN);
   bench_rand_seed();
@@ -2065,8 +2565,11 @@ int main(int argc, char **argv) {
   for (uint32_t k = 0; k < g.o.n_aux_pids; k++)
     if (bench_proc_cpu_ns(g.o.aux_pids[k]) < 0)
       bench_die("cannot read /proc/%ld/task/*/schedstat (--aux-pid)", g.o.aux_pids[k]);
-  if (g.o.server_pid)
+  long long ticks, each[SSEB_MAX_PIDS];
+  if (g.o.server_pid) {
     g.rss_before = sseb_pids_rss_kib(g.o.server_pids, g.o.n_server_pids);
+    sseb_pids_cpu(g.o.server_pids, g.o.n_server_pids, &ticks, &g.conn_sched_start, each);
+  }
   g.t_connect_start = bench_now();
   if (sseb_connect_all(buf) != 0) {
     g.stop_reason = "connect phase failed";
@@ -2078,6 +2581,22 @@ int main(int argc, char **argv) {
     sseb_report();
     sseb_teardown();
     return 2;
+  }
+  if (g.o.server_pid)
+    sseb_pids_cpu(g.o.server_pids, g.o.n_server_pids, &ticks, &g.conn_sched_end, each);
+  if (g.o.messages == 0) {
+    /* Idle run: let the server finish what follows the handshakes (answering pings
+     * meanwhile), read its RSS, close everything. */
+    uint64_t until = bench_now() + (uint64_t)SSEB_IDLE_SETTLE_MS * 1000000u;
+    while (bench_now() < until && g.closed < g.o.subscribers)
+      sseb_poll(SSEB_TICK_MS, buf);
+    if (g.o.server_pid)
+      g.rss_connected = g.rss_end = sseb_pids_rss_kib(g.o.server_pids, g.o.n_server_pids);
+    g.t_end = bench_now();
+    g.stop_reason = "idle run (--messages 0)";
+    sseb_report();
+    sseb_teardown();
+    return g.closed_early == 0 && g.closed == 0 ? 0 : 1;
   }
   if (g.o.server_pid)
     g.rss_connected = sseb_pids_rss_kib(g.o.server_pids, g.o.n_server_pids);
@@ -2104,7 +2623,7 @@ int main(int argc, char **argv) {
     sseb_pids_cpu(g.o.aux_pids, g.o.n_aux_pids, &g.aux_ticks_end, &g.aux_end, g.aux_end_each);
   sseb_report();
   sseb_teardown();
-  uint64_t expected = (uint64_t)g.o.subscribers * g.o.messages;
-  int clean = g.delivered == expected && g.dups == 0 && g.ooo == 0 && g.id_mismatch == 0;
+  int clean = g.delivered == g.expected && g.dups == 0 && g.ooo == 0 && g.id_mismatch == 0 &&
+              g.wrong_channel == 0;
   return clean ? 0 : 1;
 }
