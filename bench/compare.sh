@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: tutti against the servers people use today, same workload,
+# same machine, same command, one table.
+#
+# Servers (BENCH_SERVERS to pick, space-separated): tutti1 (tutti --workers 1), tutti2
+# (--workers 2), bun (Bun.serve: uWebSockets pub/sub), nchan (nginx, 1 worker), socketio
+# (Node + socket.io 4), ws (Node + ws, a broadcast loop). Each server gets CPU 0 (tutti2:
+# CPUs 0 and 1, shared with the load generator: see docs/BENCHMARKS.md), the load
+# generator (build/release/ssebench: C, one thread, epoll) CPU 1. Peers are installed and
+# started by bench/peers/peers.sh; a fresh server for every run.
+#
+# Workloads (docs/BENCHMARKS.md says what each figure means):
+#   fanout-1k, fanout-10k  1 channel, N WebSocket subscribers (Socket.IO for socketio);
+#                          the publisher keeps W messages in flight, so the rate rises until
+#                          deliveries fall behind: deliveries/s sustained, server CPU per
+#                          delivery
+#   latency-10k            N = 10000, a fixed rate every server sustains: p50/p99/max
+#   sse-1k                 as fanout-1k over SSE (tutti, nchan, bun)
+#   channels               10000 subscribers on 1000 channels, publishes spread over them
+#   idle                   as many WebSocket connections as the open-file limit allows
+#                          (19000): connect time, RSS per connection
+#   floor                  tools/floor: one prebuilt frame written to N sockets, one write
+#                          per message (single) and 8 per write (coalesced)
+# Jam relay (tutti and Socket.IO rooms) is not in this harness yet: bench/jam_relay.sh
+# measures tutti alone.
+#
+# Usage: bench/compare.sh [--quick]
+#   --quick   tiny N and M, every server and workload once: a smoke run (make test)
+# Environment: TUTTI_BIN (build/release/tutti), SSEBENCH_BIN / SSEBENCH, FLOOR_BIN,
+#   BENCH_SERVERS, BENCH_LAT_RATE (messages/s of the latency run, 5), BENCH_NO_NPM=1.
+# Exit status: 0 when every run delivered everything it expected and every server
+# stopped cleanly; 1 otherwise (after the table); 2 on setup errors (a peer that cannot
+# be installed or started). Loopback only; every process it starts is stopped by PID;
+# every step is bounded in time.
+
+set -euo pipefail
+
+bench_name=compare
+# shellcheck source=bench/lib.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+bench_args "$@"
+bench_init
+# shellcheck source=bench/peers/peers.sh
+. "$root/bench/peers/peers.sh"
+
+FLOOR_BIN=${FLOOR_BIN:-$(dirname "$SSEBENCH_BIN")/floor}
+[ -x "$FLOOR_BIN" ] || FLOOR_BIN=$(dirname "$TUTTI_BIN")/floor
+SERVERS=${BENCH_SERVERS:-tutti1 tutti2 bun nchan socketio ws}
+LAT_RATE=${BENCH_LAT_RATE:-5}
+TMO=20
+if [ "$quick" = 1 ]; then
+  N1=50 N2=200 M1=20 M2=10 NCH=400 CH=40 MCH=200 NIDLE=300 MLAT=10 NFLOOR=200 MFLOOR=20
+else
+  N1=1000 N2=10000 M1=400 M2=100 NCH=10000 CH=1000 MCH=4000 NIDLE=19000 MLAT=50 NFLOOR=1000 MFLOOR=200
+fi
+
+for s in $SERVERS; do
+  case "$s" in
+    tutti1|tutti2) ;;
+    bun|nchan|socketio|ws) peer_install "$s" || { echo "$bench_name: cannot install $s" >&2; exit 2; } ;;
+    *) echo "$bench_name: unknown server '$s'" >&2; exit 2 ;;
+  esac
+done
+
+res=$tmp/results
+mkdir -p "$res"
+problems=0
+
+# ------------------------------------------------------------------ one run
+
+# run SERVER TRANSPORT LABEL ssebench-options...: a fresh server, one ssebench run, the
+# JSON line kept as $res/SERVER.LABEL.json.
+run() {
+  local srv=$1 transport=$2 label=$3
+  shift 3
+  local name=$srv pids port_ rc=0 status
+  [ "${srv#tutti}" != "$srv" ] && name=tutti
+  local out=$res/$srv.$label.txt json=$res/$srv.$label.json
+  local opts=(--transport "$transport" --sub-path "$(peer_sub_path "$name" "$transport")"
+    --pub-path "$(peer_pub_path "$name")" --ready "$(peer_ready "$name" "$transport")")
+  [ "$name" = tutti ] || opts+=(--raw)
+  case "$srv" in
+    tutti1) start_server 1 0; pids=$server_pid port_=$port ;;
+    tutti2) start_server 2 0,1; pids=$server_pid port_=$port ;;
+    *)
+      port_=$(free_port) || { echo "$bench_name: no free port" >&2; exit 2; }
+      peer_start "$srv" "$port_" 0 >/dev/null || { echo "$bench_name: $srv did not start" >&2; exit 2; }
+      pids=$(peer_server_pids "$srv") ;;
+  esac
+  # shellcheck disable=SC2046
+  timeout $((TMO + 180)) $(pin_to 1) "$SSEBENCH_BIN" --host 127.0.0.1 --port "$port_" --server-pid "$pids" \
+    --timeout "$TMO" --json "${opts[@]}" "$@" >"$out" 2>&1 || rc=$?
+  grep '^{' "$out" >"$json" || true
+  if [ "${srv#tutti}" != "$srv" ]; then
+    stop_server
+    status=$server_status
+  else
+    peer_stop "$srv" >/dev/null 2>&1 || true
+    status=${peer_status:-?}
+  fi
+  local mark=""
+  if [ "$rc" != 0 ] || [ ! -s "$json" ]; then mark=" (ssebench exit $rc)"; problems=1; fi
+  # nginx and node exit 0 on SIGTERM; so must tutti
+  if [ "$status" != 0 ]; then mark="$mark (server exit $status)"; problems=1; fi
+  printf '  %-9s %-10s %s%s\n' "$srv" "$label" "$(summary "$json")" "$mark"
+  if [ -n "$mark" ]; then tail -n 5 "$out" | sed 's/^/      /'; fi
+}
+
+summary() {
+  [ -s "$1" ] || { echo "no result"; return; }
+  if [ "$(jget messages "$1")" = 0 ]; then
+    echo "connect $(jget connect_s "$1") s, $(jget rss_per_conn_bytes "$1") B/conn"
+  else
+    echo "$(jget delivered "$1")/$(jget expected "$1") delivered, $(fmt_k "$(jget deliveries_per_s "$1")")/s," \
+      "p50 $(jget p50 "$1") p99 $(jget p99 "$1") ms, $(jget cpu_ns_per_delivery "$1") ns CPU/delivery"
+  fi
+}
+
+fmt_k() { awk -v v="${1:-}" 'BEGIN { if (v == "" || v == "null") print "-"; else if (v >= 1e6) printf "%.2fM", v / 1e6; else if (v >= 1e3) printf "%.0fk", v / 1e3; else printf "%.0f", v }'; }
+
+serves() { # serves SERVER TRANSPORT
+  local name=$1
+  [ "${1#tutti}" != "$1" ] && name=tutti
+  [ "$2" = ws ] && [ "$name" = socketio ] && return 0
+  peer_transports "$name" | tr ' ' '\n' | grep -qx "$2"
+}
+
+transport_of() { if [ "$1" = socketio ] && [ "$2" = ws ]; then echo socketio; else echo "$2"; fi; }
+
+# ------------------------------------------------------------------ workloads
+
+echo "tutti side-by-side benchmark: $SERVERS"
+echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
+  "$(uname -r); servers on CPU 0, load generator on CPU 1 $([ "$pin" = 1 ] || echo '(not pinned: no taskset)')"
+for s in $SERVERS; do
+  case "$s" in tutti*) echo "  $s: tutti $("$TUTTI_BIN" --version 2>/dev/null | head -n 1)" ;; *) echo "  $s: $(peer_version "$s")" ;; esac
+done
+
+echo
+echo "== floor (tools/floor, N=$NFLOOR, M=$MFLOOR)"
+# shellcheck disable=SC2046
+$(pin_to 0) "$FLOOR_BIN" --subscribers "$NFLOOR" --messages "$MFLOOR" --json >"$res/floor.txt" 2>&1 || problems=1
+grep '^{' "$res/floor.txt" >"$res/floor.json" || true
+floor_single=$(grep -o '"single":{[^}]*' "$res/floor.json" | grep -o '"cpu_ns_per_delivery":[0-9.]*' | cut -d: -f2)
+floor_coal=$(grep -o '"coalesced":{[^}]*' "$res/floor.json" | grep -o '"cpu_ns_per_delivery":[0-9.]*' | cut -d: -f2)
+echo "  single write per message: ${floor_single:-?} ns/delivery; 8 messages per write: ${floor_coal:-?} ns/delivery"
+
+echo
+echo "== fanout-1k: 1 channel, $N1 WebSocket subscribers, $M1 messages, 8 in flight"
+for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" fanout-1k --subscribers "$N1" --messages "$M1" --window 8; done
+
+echo
+echo "== fanout-10k: 1 channel, $N2 WebSocket subscribers, $M2 messages, 8 in flight"
+for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" fanout-10k --subscribers "$N2" --messages "$M2" --window 8 --src-addrs 4; done
+
+echo
+echo "== latency-10k: $N2 WebSocket subscribers, $LAT_RATE messages/s, $MLAT messages"
+for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" latency-10k --subscribers "$N2" --messages "$MLAT" --rate "$LAT_RATE" --src-addrs 4; done
+
+echo
+echo "== sse-1k: 1 channel, $N1 SSE subscribers, $M1 messages, 8 in flight"
+for s in $SERVERS; do
+  serves "$s" sse && run "$s" sse sse-1k --subscribers "$N1" --messages "$M1" --window 8
+done
+
+echo
+echo "== channels: $NCH WebSocket subscribers on $CH channels, $MCH messages, 64 in flight"
+for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" channels --subscribers "$NCH" --channels "$CH" --messages "$MCH" --window 64 --src-addrs 4; done
+
+echo
+echo "== idle: $NIDLE WebSocket connections"
+for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" idle --subscribers "$NIDLE" --messages 0 --src-addrs 8; done
+
+# ------------------------------------------------------------------ the table
+
+# cell SERVER LABEL FIELD [fmt]: the figure, and its ratio to tutti1's
+cell() {
+  local f=$res/$1.$2.json v base
+  [ -s "$f" ] || { echo "-"; return; }
+  v=$(jget "$3" "$f")
+  base=$(jget "$3" "$res/tutti1.$2.json" 2>/dev/null || true)
+  awk -v v="$v" -v b="$base" -v kind="${4:-k}" 'BEGIN {
+    if (v == "" || v == "null") { print "-"; exit }
+    if (kind == "k") s = (v >= 1e6) ? sprintf("%.2fM", v / 1e6) : (v >= 1e3) ? sprintf("%.0fk", v / 1e3) : sprintf("%.0f", v)
+    else s = (v < 10) ? sprintf("%.2f", v) : (v < 100) ? sprintf("%.1f", v) : sprintf("%.0f", v)
+    if (b != "" && b != "null" && b + 0 > 0 && v + 0 > 0) s = s sprintf(" (%.2fx)", v / b)
+    print s }'
+}
+
+echo
+echo "== table: figure (ratio to tutti1's; for throughput higher is better, for latency, CPU and memory lower is)"
+header="| workload |"
+sep="|---|"
+for s in $SERVERS; do header="$header $s |"; sep="$sep---|"; done
+echo "$header"
+echo "$sep"
+row() { # row TITLE LABEL FIELD KIND
+  local line="| $1 |"
+  for s in $SERVERS; do line="$line $(cell "$s" "$2" "$3" "$4") |"; done
+  echo "$line"
+}
+row "fanout $N1 subs: deliveries/s" fanout-1k deliveries_per_s k
+row "fanout $N1 subs: server CPU ns/delivery" fanout-1k cpu_ns_per_delivery n
+row "fanout $N2 subs: deliveries/s" fanout-10k deliveries_per_s k
+row "fanout $N2 subs: server CPU ns/delivery" fanout-10k cpu_ns_per_delivery n
+row "latency $N2 subs @ $LAT_RATE msg/s: p50 ms" latency-10k p50 n
+row "latency $N2 subs @ $LAT_RATE msg/s: p99 ms" latency-10k p99 n
+row "latency $N2 subs @ $LAT_RATE msg/s: max ms" latency-10k max n
+row "latency $N2 subs: server CPU ns/delivery" latency-10k cpu_ns_per_delivery n
+row "SSE $N1 subs: deliveries/s" sse-1k deliveries_per_s k
+row "$CH channels, $NCH subs: deliveries/s" channels deliveries_per_s k
+row "idle $NIDLE conns: connect s" idle connect_s n
+row "idle $NIDLE conns: RSS bytes/conn" idle rss_per_conn_bytes n
+echo
+echo "floor (N=$NFLOOR): ${floor_single:-?} ns/delivery with one write per message, ${floor_coal:-?} with 8 per write"
+for l in fanout-1k fanout-10k latency-10k; do
+  f=$res/tutti1.$l.json
+  [ -s "$f" ] || continue
+  awk -v t="$(jget cpu_ns_per_delivery "$f")" -v fs="${floor_single:-0}" -v fc="${floor_coal:-0}" -v l="$l" 'BEGIN {
+    if (t == "" || t == "null" || fs + 0 == 0) exit
+    printf "tutti1 %s: %.0f ns/delivery = %.2fx the single-write floor, %.2fx the coalesced floor\n", l, t, t / fs, t / fc }'
+done
+if [ "$problems" != 0 ]; then
+  echo
+  echo "!!! some runs did not deliver everything or a server did not stop cleanly (see above)"
+  exit 1
+fi
