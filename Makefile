@@ -27,6 +27,7 @@ bench: test-deps build
 	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti SSEBENCH=$(CURDIR)/$(RELEASE)/ssebench bench/redis_fanout.sh
 	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti JAMBENCH=$(CURDIR)/$(RELEASE)/jambench bench/jam_relay.sh
 	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti bench/render.sh
+	TUTTI_BIN=$(CURDIR)/$(RELEASE)/tutti SSEBENCH=$(CURDIR)/$(RELEASE)/ssebench bench/compare.sh
 
 deps:
 	scripts/deps.sh build
@@ -34,6 +35,7 @@ deps:
 test-deps:
 	scripts/deps.sh test
 	cd tests && npm ci --no-audit --no-fund --loglevel=error
+	cd bench/peers && npm ci --no-audit --no-fund --loglevel=error
 
 clean:
 	rm -rf build

@@ -19,14 +19,16 @@
 #   channels               10000 subscribers on 1000 channels, publishes spread over them
 #   idle                   as many WebSocket connections as the open-file limit allows
 #                          (19000): connect time, RSS per connection
+#   jam                    100 rooms x 5 participants x 20 events/s for 10 s, relayed to
+#                          everyone else in the room (tutti rooms; Socket.IO rooms with
+#                          socket.to(room).emit): relay latency (tools/jambench)
 #   floor                  tools/floor: one prebuilt frame written to N sockets, one write
 #                          per message (single) and 8 per write (coalesced)
-# Jam relay (tutti and Socket.IO rooms) is not in this harness yet: bench/jam_relay.sh
-# measures tutti alone.
 #
 # Usage: bench/compare.sh [--quick]
 #   --quick   tiny N and M, every server and workload once: a smoke run (make test)
-# Environment: TUTTI_BIN (build/release/tutti), SSEBENCH_BIN / SSEBENCH, FLOOR_BIN,
+# Environment: TUTTI_BIN (build/release/tutti), SSEBENCH_BIN / SSEBENCH, JAMBENCH_BIN /
+#   JAMBENCH, FLOOR_BIN,
 #   BENCH_SERVERS, BENCH_LAT_RATE (messages/s of the latency run, 5), BENCH_NO_NPM=1.
 # Exit status: 0 when every run delivered everything it expected and every server
 # stopped cleanly; 1 otherwise (after the table); 2 on setup errors (a peer that cannot
@@ -45,13 +47,18 @@ bench_init
 
 FLOOR_BIN=${FLOOR_BIN:-$(dirname "$SSEBENCH_BIN")/floor}
 [ -x "$FLOOR_BIN" ] || FLOOR_BIN=$(dirname "$TUTTI_BIN")/floor
+JAMBENCH_BIN=${JAMBENCH_BIN:-${JAMBENCH:-$(dirname "$SSEBENCH_BIN")/jambench}}
+[ -x "$JAMBENCH_BIN" ] || JAMBENCH_BIN=$(dirname "$TUTTI_BIN")/jambench
+for b in "$FLOOR_BIN" "$JAMBENCH_BIN"; do
+  [ -x "$b" ] || { echo "$bench_name: no $b (cmake --build build/release)" >&2; exit 2; }
+done
 SERVERS=${BENCH_SERVERS:-tutti1 tutti2 bun nchan socketio ws}
 LAT_RATE=${BENCH_LAT_RATE:-5}
 TMO=20
 if [ "$quick" = 1 ]; then
-  N1=50 N2=200 M1=20 M2=10 NCH=400 CH=40 MCH=200 NIDLE=300 MLAT=10 NFLOOR=200 MFLOOR=20
+  N1=50 N2=200 M1=20 M2=10 NCH=400 CH=40 MCH=200 NIDLE=300 MLAT=10 NFLOOR2=200 MFLOOR=20 ROOMS=4 JAMS=2
 else
-  N1=1000 N2=10000 M1=400 M2=100 NCH=10000 CH=1000 MCH=4000 NIDLE=19000 MLAT=50 NFLOOR=1000 MFLOOR=200
+  N1=1000 N2=10000 M1=2000 M2=200 NCH=10000 CH=1000 MCH=20000 NIDLE=19000 MLAT=50 NFLOOR2=9000 MFLOOR=200 ROOMS=100 JAMS=10
 fi
 
 for s in $SERVERS; do
@@ -76,20 +83,28 @@ run() {
   local name=$srv pids port_ rc=0 status
   [ "${srv#tutti}" != "$srv" ] && name=tutti
   local out=$res/$srv.$label.txt json=$res/$srv.$label.json
-  local opts=(--transport "$transport" --sub-path "$(peer_sub_path "$name" "$transport")"
-    --pub-path "$(peer_pub_path "$name")" --ready "$(peer_ready "$name" "$transport")")
-  [ "$name" = tutti ] || opts+=(--raw)
+  local opts=()
+  if [ "$transport" != jam ]; then
+    opts=(--transport "$transport" --sub-path "$(peer_sub_path "$name" "$transport")"
+      --pub-path "$(peer_pub_path "$name")" --ready "$(peer_ready "$name" "$transport")")
+    [ "$name" = tutti ] || opts+=(--raw)
+  fi
   case "$srv" in
-    tutti1) start_server 1 0; pids=$server_pid port_=$port ;;
-    tutti2) start_server 2 0,1; pids=$server_pid port_=$port ;;
+    tutti1) start_server 1 0 --room-rate 1000; pids=$server_pid port_=$port ;;
+    tutti2) start_server 2 0,1 --room-rate 1000; pids=$server_pid port_=$port ;;
     *)
       port_=$(free_port) || { echo "$bench_name: no free port" >&2; exit 2; }
       peer_start "$srv" "$port_" 0 >/dev/null || { echo "$bench_name: $srv did not start" >&2; exit 2; }
       pids=$(peer_server_pids "$srv") ;;
   esac
+  local gen=("$SSEBENCH_BIN" "${opts[@]}")
+  if [ "$transport" = jam ]; then
+    gen=("$JAMBENCH_BIN")
+    [ "$name" = socketio ] && gen+=(--proto socketio)
+  fi
   # shellcheck disable=SC2046
-  timeout $((TMO + 180)) $(pin_to 1) "$SSEBENCH_BIN" --host 127.0.0.1 --port "$port_" --server-pid "$pids" \
-    --timeout "$TMO" --json "${opts[@]}" "$@" >"$out" 2>&1 || rc=$?
+  timeout $((TMO + 180)) $(pin_to 1) "${gen[@]}" --host 127.0.0.1 --port "$port_" --server-pid "$pids" \
+    --timeout "$TMO" --json "$@" >"$out" 2>&1 || rc=$?
   grep '^{' "$out" >"$json" || true
   if [ "${srv#tutti}" != "$srv" ]; then
     stop_server
@@ -112,8 +127,14 @@ summary() {
     echo "connect $(jget connect_s "$1") s, $(jget rss_per_conn_bytes "$1") B/conn"
   else
     echo "$(jget delivered "$1")/$(jget expected "$1") delivered, $(fmt_k "$(jget deliveries_per_s "$1")")/s," \
-      "p50 $(jget p50 "$1") p99 $(jget p99 "$1") ms, $(jget cpu_ns_per_delivery "$1") ns CPU/delivery"
+      "p50 $(jget p50 "$1") p99 $(jget p99 "$1") ms, $(cpu_of "$1") CPU/delivery"
   fi
+}
+
+cpu_of() { # ssebench reports ns per delivery, jambench µs
+  local ns
+  ns=$(jget cpu_ns_per_delivery "$1")
+  if [ -n "$ns" ] && [ "$ns" != null ]; then echo "$ns ns"; else echo "$(jget cpu_us_per_delivery "$1") µs"; fi
 }
 
 fmt_k() { awk -v v="${1:-}" 'BEGIN { if (v == "" || v == "null") print "-"; else if (v >= 1e6) printf "%.2fM", v / 1e6; else if (v >= 1e3) printf "%.0fk", v / 1e3; else printf "%.0f", v }'; }
@@ -137,21 +158,31 @@ for s in $SERVERS; do
 done
 
 echo
-echo "== floor (tools/floor, N=$NFLOOR, M=$MFLOOR)"
-# shellcheck disable=SC2046
-$(pin_to 0) "$FLOOR_BIN" --subscribers "$NFLOOR" --messages "$MFLOOR" --json >"$res/floor.txt" 2>&1 || problems=1
-grep '^{' "$res/floor.txt" >"$res/floor.json" || true
-floor_single=$(grep -o '"single":{[^}]*' "$res/floor.json" | grep -o '"cpu_ns_per_delivery":[0-9.]*' | cut -d: -f2)
-floor_coal=$(grep -o '"coalesced":{[^}]*' "$res/floor.json" | grep -o '"cpu_ns_per_delivery":[0-9.]*' | cut -d: -f2)
-echo "  single write per message: ${floor_single:-?} ns/delivery; 8 messages per write: ${floor_coal:-?} ns/delivery"
+# The floor at N1 and at N2 (at most 9000 pairs: 18000 descriptors), its writer on the
+# servers' CPU and its reader on the load generator's.
+floor_cpus=()
+[ "$pin" = 1 ] && floor_cpus=(--cpus 0,1)
+floor_run() { # floor_run N: sets floor_single, floor_coal
+  "$FLOOR_BIN" --subscribers "$1" --messages "$MFLOOR" --src-addrs 4 "${floor_cpus[@]}" --json \
+    >"$res/floor-$1.txt" 2>&1 || problems=1
+  grep '^{' "$res/floor-$1.txt" >"$res/floor-$1.json" || true
+  floor_single=$(grep -o '"single":{[^}]*' "$res/floor-$1.json" | grep -o '"cpu_ns_per_delivery":[0-9.]*' | cut -d: -f2)
+  floor_coal=$(grep -o '"coalesced":{[^}]*' "$res/floor-$1.json" | grep -o '"cpu_ns_per_delivery":[0-9.]*' | cut -d: -f2)
+  echo "  N=$1: one write per message ${floor_single:-?} ns/delivery; 8 messages per write ${floor_coal:-?} ns/delivery"
+}
+echo "== floor (tools/floor, M=$MFLOOR)"
+floor_run "$N1"
+floor1_single=$floor_single floor1_coal=$floor_coal
+floor_run "$NFLOOR2"
+floor2_single=$floor_single floor2_coal=$floor_coal
 
 echo
 echo "== fanout-1k: 1 channel, $N1 WebSocket subscribers, $M1 messages, 8 in flight"
-for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" fanout-1k --subscribers "$N1" --messages "$M1" --window 8; done
+for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" fanout-1k --subscribers "$N1" --messages "$M1" --rate 0 --window 8; done
 
 echo
 echo "== fanout-10k: 1 channel, $N2 WebSocket subscribers, $M2 messages, 8 in flight"
-for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" fanout-10k --subscribers "$N2" --messages "$M2" --window 8 --src-addrs 4; done
+for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" fanout-10k --subscribers "$N2" --messages "$M2" --rate 0 --window 8 --src-addrs 4; done
 
 echo
 echo "== latency-10k: $N2 WebSocket subscribers, $LAT_RATE messages/s, $MLAT messages"
@@ -160,16 +191,22 @@ for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" latency-10k --subscribe
 echo
 echo "== sse-1k: 1 channel, $N1 SSE subscribers, $M1 messages, 8 in flight"
 for s in $SERVERS; do
-  serves "$s" sse && run "$s" sse sse-1k --subscribers "$N1" --messages "$M1" --window 8
+  serves "$s" sse && run "$s" sse sse-1k --subscribers "$N1" --messages "$M1" --rate 0 --window 8
 done
 
 echo
 echo "== channels: $NCH WebSocket subscribers on $CH channels, $MCH messages, 64 in flight"
-for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" channels --subscribers "$NCH" --channels "$CH" --messages "$MCH" --window 64 --src-addrs 4; done
+for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" channels --subscribers "$NCH" --channels "$CH" --messages "$MCH" --rate 0 --window 64 --src-addrs 4; done
 
 echo
 echo "== idle: $NIDLE WebSocket connections"
 for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" idle --subscribers "$NIDLE" --messages 0 --src-addrs 8; done
+
+echo
+echo "== jam: $ROOMS rooms x 5 participants x 20 events/s for $JAMS s (tutti rooms, Socket.IO rooms)"
+for s in $SERVERS; do
+  case "$s" in tutti1|tutti2|socketio) run "$s" jam jam --rooms "$ROOMS" --participants 5 --rate 20 --duration "$JAMS" ;; esac
+done
 
 # ------------------------------------------------------------------ the table
 
@@ -209,16 +246,23 @@ row "latency $N2 subs @ $LAT_RATE msg/s: max ms" latency-10k max n
 row "latency $N2 subs: server CPU ns/delivery" latency-10k cpu_ns_per_delivery n
 row "SSE $N1 subs: deliveries/s" sse-1k deliveries_per_s k
 row "$CH channels, $NCH subs: deliveries/s" channels deliveries_per_s k
+row "jam relay $ROOMS x 5 @ 20/s: p50 ms" jam p50 n
+row "jam relay $ROOMS x 5 @ 20/s: p99 ms" jam p99 n
+row "jam relay: server CPU µs/delivery" jam cpu_us_per_delivery n
 row "idle $NIDLE conns: connect s" idle connect_s n
 row "idle $NIDLE conns: RSS bytes/conn" idle rss_per_conn_bytes n
 echo
-echo "floor (N=$NFLOOR): ${floor_single:-?} ns/delivery with one write per message, ${floor_coal:-?} with 8 per write"
-for l in fanout-1k fanout-10k latency-10k; do
+echo "| floor: server CPU ns/delivery, one write per message (N=$N1 / $NFLOOR2) | ${floor1_single:-?} / ${floor2_single:-?} |"
+echo "| floor: server CPU ns/delivery, 8 messages per write (N=$N1 / $NFLOOR2) | ${floor1_coal:-?} / ${floor2_coal:-?} |"
+echo
+for l in fanout-1k fanout-10k latency-10k sse-1k; do
   f=$res/tutti1.$l.json
   [ -s "$f" ] || continue
-  awk -v t="$(jget cpu_ns_per_delivery "$f")" -v fs="${floor_single:-0}" -v fc="${floor_coal:-0}" -v l="$l" 'BEGIN {
+  fs=$floor2_single fc=$floor2_coal
+  case "$l" in *-1k) fs=$floor1_single fc=$floor1_coal ;; esac
+  awk -v t="$(jget cpu_ns_per_delivery "$f")" -v fs="${fs:-0}" -v fc="${fc:-0}" -v l="$l" 'BEGIN {
     if (t == "" || t == "null" || fs + 0 == 0) exit
-    printf "tutti1 %s: %.0f ns/delivery = %.2fx the single-write floor, %.2fx the coalesced floor\n", l, t, t / fs, t / fc }'
+    printf "tutti1 %s: %.0f ns CPU/delivery = %.2fx the one-write floor, %.2fx the coalesced floor\n", l, t, t / fs, t / fc }'
 done
 if [ "$problems" != 0 ]; then
   echo

@@ -6,7 +6,7 @@
 set -eu
 
 build="cmake ninja-build pkg-config gcc libc6-dev libuv1-dev libjansson-dev libssl-dev zlib1g-dev libhiredis-dev libopus-dev libopusenc-dev"
-test="$build clang libclang-rt-14-dev nodejs npm chromium curl prometheus python3 python3-websockets redis-server redis-tools libopusfile-dev ffmpeg sox"
+test="$build clang libclang-rt-14-dev nodejs npm chromium curl prometheus python3 python3-websockets redis-server redis-tools libopusfile-dev ffmpeg sox libnginx-mod-nchan"
 
 case "${1:-build}" in
   build) want=$build ;;

@@ -623,6 +623,42 @@ int bench_ws_frame_head(const uint8_t *p, size_t n, uint64_t max, size_t *hl, ui
 }
 
 /* ------------------------------------------------------------------------------------
+ * Socket.IO v4 EVENT packets
+ * ---------------------------------------------------------------------------------- */
+
+int bench_sio_event(const char *p, size_t n, const char **name, size_t *nlen, const char **rest,
+                    size_t *rlen) {
+  if (n < 2 || p[0] != '4' || p[1] != '2')
+    return -1;
+  const char *q = p + 2, *end = p + n;
+  if (q < end && *q == '/') /* a namespace: not the default one */
+    return 1;
+  while (q < end && *q >= '0' && *q <= '9') /* an ack id */
+    q++;
+  if (end - q < 4 || q[0] != '[' || q[1] != '"')
+    return -1;
+  const char *nm = q + 2, *nq = memchr(nm, '"', (size_t)(end - nm));
+  if (nq == NULL)
+    return -1;
+  *name = nm;
+  *nlen = (size_t)(nq - nm);
+  *rest = nq + 1;
+  *rlen = (size_t)(end - (nq + 1));
+  return 0;
+}
+
+int bench_sio_arg(const char *rest, size_t rlen, const char **arg, size_t *alen) {
+  const char *d = rest, *e = rest + rlen;
+  while (e > d && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r'))
+    e--;
+  if (d >= e || *d != ',' || e[-1] != ']')
+    return -1;
+  *arg = d + 1;
+  *alen = (size_t)(e - 1 - (d + 1));
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------
  * Response heads, sockets, limits
  * ---------------------------------------------------------------------------------- */
 

@@ -118,6 +118,25 @@ int bench_ws_frame_head(const uint8_t *p, size_t n, uint64_t max, size_t *hl, ui
                         const char **err);
 
 /* ------------------------------------------------------------------------------------
+ * Socket.IO v4 EVENT packets (Engine.IO v4 message `4` carrying Socket.IO packet `2`):
+ * 42[/nsp,][ackid]["name",args...]. Flat scans, not a JSON parser.
+ * ---------------------------------------------------------------------------------- */
+
+/* [p, p+n) is one whole Engine.IO text message. Returns 0 for an EVENT of the default
+ * namespace, setting *name, *nlen to the event name (up to its closing quote, not
+ * unescaped) and *rest, *rlen to what follows that quote up to the end of the message
+ * (e.g. `,"room",{..}]`); 1 for an EVENT of another namespace (`42/nsp,..`); -1 when
+ * it is not an EVENT or is malformed (no `["` after "42" and an optional ack id, or no
+ * closing quote). */
+int bench_sio_event(const char *p, size_t n, const char **name, size_t *nlen, const char **rest,
+                    size_t *rlen);
+
+/* The arguments after the event name: [rest, rest+rlen) must be `,` ... `]` (trailing
+ * spaces and line ends ignored). Returns 0 with *arg, *alen the bytes between them (all
+ * the arguments, e.g. `"room",{..}` or one payload), or -1. */
+int bench_sio_arg(const char *rest, size_t rlen, const char **arg, size_t *alen);
+
+/* ------------------------------------------------------------------------------------
  * HTTP response head
  * ---------------------------------------------------------------------------------- */
 

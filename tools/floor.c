@@ -132,6 +132,8 @@ typedef struct floor_opts_s {
   int coalesced;      /* run the coalesced pass */
   double timeout_s;   /* bounds the setup and each pass */
   int json;
+  int writer_cpu;     /* -1: not pinned */
+  int reader_cpu;
 } floor_opts_t;
 
 static void floor_usage(FILE *f) {
@@ -145,6 +147,8 @@ static void floor_usage(FILE *f) {
         "                      (0: no binding, source 127.0.0.1) (0)\n"
         "  --warmup W          messages of the untimed warm-up pass, one write each (10)\n"
         "  --timeout S         bounds the setup and each pass, in seconds (60)\n"
+        "  --cpus W,R          pin the writing thread to CPU W and the reading one to CPU R\n"
+        "                      (as a server and its load generator are pinned)\n"
         "  --json              also print one JSON line with the results\n",
         f);
 }
@@ -160,6 +164,7 @@ static void floor_opts_parse(int argc, char **argv, floor_opts_t *o) {
       {"warmup", required_argument, NULL, 'w'},
       {"timeout", required_argument, NULL, 't'},
       {"json", no_argument, NULL, 'j'},
+      {"cpus", required_argument, NULL, 'C'},
       {"help", no_argument, NULL, 'H'},
       {NULL, 0, NULL, 0},
   };
@@ -172,6 +177,8 @@ static void floor_opts_parse(int argc, char **argv, floor_opts_t *o) {
       .single = 1,
       .coalesced = 1,
       .timeout_s = 60,
+      .writer_cpu = -1,
+      .reader_cpu = -1,
   };
   int c;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -200,6 +207,11 @@ static void floor_opts_parse(int argc, char **argv, floor_opts_t *o) {
       case 'w': o->warmup = (uint32_t)bench_parse_num("--warmup", optarg, 0, 1000000); break;
       case 't': o->timeout_s = bench_parse_num("--timeout", optarg, 0.1, 3600); break;
       case 'j': o->json = 1; break;
+      case 'C':
+        if (sscanf(optarg, "%d,%d", &o->writer_cpu, &o->reader_cpu) != 2 || o->writer_cpu < 0 ||
+            o->reader_cpu < 0 || o->writer_cpu >= CPU_SETSIZE || o->reader_cpu >= CPU_SETSIZE)
+          bench_die("--cpus must be W,R (two CPU numbers)");
+        break;
       case 'H': floor_usage(stdout); exit(0);
       default: floor_usage(stderr); exit(2);
     }
@@ -524,8 +536,18 @@ static void floor_drain_failed(const char *fmt, ...) {
   floor_signal();
 }
 
+static void floor_pin(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  int err = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+  if (err != 0) bench_die("cannot pin to CPU %d: %s", cpu, strerror(err));
+}
+
 static void *floor_drain(void *arg) {
   (void)arg;
+  floor_pin(g.o.reader_cpu);
   char *buf = bench_xrealloc(NULL, FLOOR_READ_CHUNK);
   struct epoll_event *evs = bench_xcalloc(FLOOR_MAX_EVENTS, sizeof *evs);
   uint64_t signaled = 0;
@@ -794,6 +816,7 @@ static void floor_report(const floor_res_t *single, const floor_res_t *coal, int
 
 int main(int argc, char **argv) {
   floor_opts_parse(argc, argv, &g.o);
+  floor_pin(g.o.writer_cpu);
   signal(SIGPIPE, SIG_IGN);
   floor_build_stream();
   floor_setup();

@@ -28,6 +28,29 @@
  *   5. stops by itself (every expected delivery and ack seen, or --timeout seconds after
  *      the last send), prints a table and, with --json, one JSON line.
  *
+ * Socket.IO (--proto socketio; default tutti, all of the above): the same workload against
+ * Socket.IO 4 rooms (bench/peers/socketio_server.mjs), for a side-by-side comparison:
+ *   1. the WebSockets go to GET /socket.io/?EIO=4&transport=websocket; after the 101 the
+ *      server sends the Engine.IO open packet `0{..}`, the client answers `40` and the
+ *      connection counts as welcomed at `40{"sid":..}`;
+ *   2. there is no create step: the rooms are named jam-0 .. jam-{R-1}, every participant
+ *      sends 42["join","jam-r"] and waits for 42["joined","jam-r"];
+ *   3. events are 42["relay","jam-r",<data>], <data> the same {"t":T,"n":N,"s":S} (and
+ *      padding); the server does socket.to(room).emit, so the other participants get
+ *      42["relay",<data>] and the sender nothing (no ack). T is ns since jambench started
+ *      (not raw CLOCK_MONOTONIC) so that it stays under 2^53 and survives Socket.IO's
+ *      JSON.parse into doubles exactly; Socket.IO re-serialises <data>, so t, n and s are
+ *      found wherever they sit;
+ *   4. Engine.IO pings `2` are answered with `3` (masked, like every client frame);
+ *      `1` (Engine.IO close), `41` (disconnect) and `44` (connect_error) close the
+ *      participant as an early close, `44` also counting as an error message.
+ * Relay latency, lost, duplicated and out-of-order deliveries per (sender, receiver) and
+ * own echoes (S = the receiver's index) are measured as with tutti. What the protocol
+ * lacks is not checked and reads null in the JSON line: there are no acks, no seq (so no
+ * seq checks), no sender_id (no sender check), no join/leave notices and no error codes
+ * (rate_limited). A relay carries no room name, so the room is checked only through the
+ * payload's sender: an event of a sender of another room counts as wrong_room.
+ *
  * Each event should reach the P-1 other participants of its room, so the expected
  * deliveries are sent x (P-1). Latency is measured from the actual send, not from the
  * scheduled one (no coordinated-omission correction): a load generator that falls behind
@@ -39,8 +62,12 @@
  * stime from /proc/PID/stat (clock ticks) beside it, and per delivery. On loopback the
  * sender's syscalls also carry the receiver's TCP processing.
  *
- * Exit status: 0 when every expected delivery and ack arrived with no duplicate, no
- * out-of-order delivery, no own echo, no wrong room or sender, no seq error, no error
+ * JSON line (--json): the same keys for both protocols, "proto" ("tutti"|"socketio")
+ * among them; a figure the protocol does not have is null (see above). engineio_pings
+ * counts the Engine.IO pings answered (null with tutti); pings counts WebSocket pings.
+ *
+ * Exit status: 0 when every expected delivery and ack (tutti) arrived with no duplicate,
+ * no out-of-order delivery, no own echo, no wrong room or sender, no seq error, no error
  * message and no early close; 1 when the run completed but is not clean; 2 on a usage or
  * setup error (the table is still printed when the connect or join phase fails).
  *
@@ -56,6 +83,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +140,7 @@ typedef struct jamb_opts_s {
   long server_pid;       /* 0 = no server figures */
   double timeout_s;
   int json;
+  int sio; /* --proto socketio */
 } jamb_opts_t;
 
 static void jamb_usage(FILE *f) {
@@ -119,9 +148,11 @@ static void jamb_usage(FILE *f) {
       "usage: jambench --port P [options]\n"
       "  --host ADDR         loopback address of the server (127.0.0.1)\n"
       "  --port P            server port (required)\n"
-      "  --rooms R           rooms to create (10)\n"
+      "  --proto PROTO       tutti (GET /ws, session:create/join, event:broadcast) or\n"
+      "                      socketio (Socket.IO 4 rooms jam-0..: join, relay) (tutti)\n"
+      "  --rooms R           rooms to create (socketio: to join by name) (10)\n"
       "  --participants P    WebSocket participants per room, the creator included (4)\n"
-      "  --rate E            event:broadcast events per second per participant (20)\n"
+      "  --rate E            events per second per participant (20)\n"
       "  --duration D        seconds of sending (5)\n"
       "  --payload BYTES     pad each event's payload to about this size (0: none)\n"
       "  --server-pid PID    read the server's RSS and CPU time from /proc/PID\n"
@@ -135,6 +166,7 @@ static void jamb_opts_parse(int argc, char **argv, jamb_opts_t *o) {
   static const struct option longopts[] = {
       {"host", required_argument, NULL, 'h'},
       {"port", required_argument, NULL, 'p'},
+      {"proto", required_argument, NULL, 'x'},
       {"rooms", required_argument, NULL, 'R'},
       {"participants", required_argument, NULL, 'P'},
       {"rate", required_argument, NULL, 'E'},
@@ -159,6 +191,14 @@ static void jamb_opts_parse(int argc, char **argv, jamb_opts_t *o) {
     switch (c) {
       case 'h': o->host = optarg; break;
       case 'p': o->port = (unsigned)bench_parse_num("--port", optarg, 1, 65535); break;
+      case 'x':
+        if (strcmp(optarg, "tutti") == 0)
+          o->sio = 0;
+        else if (strcmp(optarg, "socketio") == 0 || strcmp(optarg, "socket.io") == 0)
+          o->sio = 1;
+        else
+          bench_die("--proto must be tutti or socketio, got '%s'", optarg);
+        break;
       case 'R': o->rooms = (uint32_t)bench_parse_num("--rooms", optarg, 1, 1000000); break;
       case 'P':
         o->participants = (uint32_t)bench_parse_num("--participants", optarg, 1, 1000);
@@ -200,6 +240,13 @@ enum {
 
 enum { JAMB_PHASE_CONNECT, JAMB_PHASE_JOIN, JAMB_PHASE_RUN };
 
+/* Socket.IO handshake of one participant, after the 101 */
+enum {
+  JAMB_SIO_OPEN,    /* awaiting the Engine.IO open packet `0{...}` */
+  JAMB_SIO_CONNECT, /* `40` sent, awaiting `40{"sid":..}` */
+  JAMB_SIO_READY    /* connected to the default namespace (welcomed) */
+};
+
 /* Participant i is participant i % P of room i / P; participant 0 creates the room. */
 typedef struct jamb_conn_s {
   int fd;
@@ -209,6 +256,7 @@ typedef struct jamb_conn_s {
   uint8_t want_out;  /* EPOLLOUT registered for `out` */
   uint8_t ws_frag;   /* inside a fragmented message */
   uint8_t ws_msg_op; /* opcode of that message */
+  uint8_t sio_state; /* socketio: JAMB_SIO_* */
   uint8_t user_id_len;
   uint32_t req_off; /* request bytes already written */
   uint32_t room;
@@ -225,7 +273,7 @@ typedef struct jamb_conn_s {
 } jamb_conn_t;
 
 typedef struct jamb_room_s {
-  char code[JAMB_CODE_MAX + 1];
+  char code[JAMB_CODE_MAX + 1]; /* socketio: the room's name, jam-r */
   uint8_t created; /* `session:created` received */
   uint32_t joined;
   uint64_t *seq_owner; /* per seq: (sender local + 1) << 32 | (counter + 1); 0 = unseen */
@@ -242,6 +290,7 @@ typedef struct jamb_s {
   size_t req_key_off;
   size_t msg_max; /* longest server message accepted */
   int phase;
+  uint64_t t_base; /* subtracted from the send times carried in events (socketio) */
 
   uint32_t n;         /* connections: R x P */
   uint32_t per;       /* events per sender: round(E x D) */
@@ -293,6 +342,7 @@ typedef struct jamb_s {
   uint64_t rate_limited;    /* ... of them RATE_LIMITED */
   uint64_t other_msgs;
   uint64_t pings;
+  uint64_t sio_pings; /* Engine.IO pings (`2`) answered with `3` */
   uint64_t closes;
   uint32_t closed;
   uint32_t closed_early;
@@ -334,6 +384,11 @@ static void jamb_ep_ctl(int op, int fd, uint32_t events, uint32_t tag, uint32_t 
 
 static uint32_t jamb_idx(const jamb_conn_t *c) {
   return (uint32_t)(c - g.conns);
+}
+
+/* The upgrade request's path. */
+static const char *jamb_path(void) {
+  return g.o.sio ? "/socket.io/?EIO=4&transport=websocket" : "/ws";
 }
 
 /* ------------------------------------------------------------------------------------
@@ -468,6 +523,34 @@ static void jamb_join_others(uint32_t r) {
   }
 }
 
+/* Socket.IO: participant c joins its room by name. */
+static void jamb_sio_join(jamb_conn_t *c) {
+  char m[128];
+  int n = snprintf(m, sizeof m, "42[\"join\",\"%s\"]", g.rooms[c->room].code);
+  jamb_ws_send_text(c, m, (size_t)n);
+}
+
+/* Socket.IO: 42["joined",<args>] on c; <args> must be its room's name. */
+static void jamb_sio_on_joined(jamb_conn_t *c, const char *args, size_t alen) {
+  const jamb_room_t *rm = &g.rooms[c->room];
+  if (c->joined) {
+    g.other_msgs++;
+    return;
+  }
+  size_t cl = strlen(rm->code);
+  if (alen != cl + 2 || args[0] != '"' || args[alen - 1] != '"' ||
+      memcmp(args + 1, rm->code, cl) != 0) {
+    g.setup_errors++;
+    bench_note(g.setup_error, sizeof g.setup_error,
+               "participant %u: joined another room than %s: %.*s", jamb_idx(c), rm->code,
+               (int)(alen > 160 ? 160 : alen), args);
+    return;
+  }
+  c->joined = 1;
+  g.rooms[c->room].joined++;
+  g.joined++;
+}
+
 /* `session:created` on c. */
 static void jamb_on_created(jamb_conn_t *c, const char *p, size_t n) {
   jamb_room_t *rm = &g.rooms[c->room];
@@ -554,11 +637,13 @@ static void jamb_send_event(uint64_t k) {
   char m[16384 + 512];
   uint64_t t = bench_now();
   int len = snprintf(m, sizeof m,
-                     "{\"type\":\"event:broadcast\",\"room_code\":\"%s\",\"event_name\":\"note\","
-                     "\"payload\":{\"t\":%" PRIu64 ",\"n\":%" PRIu32 ",\"s\":%" PRIu32,
-                     g.rooms[c->room].code, t, cnt, s);
-  /* the payload so far is after "payload": */
-  const char *pl = strstr(m, "\"payload\":") + 10;
+                     g.o.sio ? "42[\"relay\",\"%s\","
+                             : "{\"type\":\"event:broadcast\",\"room_code\":\"%s\","
+                               "\"event_name\":\"note\",\"payload\":",
+                     g.rooms[c->room].code);
+  const char *pl = m + len; /* the payload: the same object in both protocols */
+  len += snprintf(m + len, sizeof m - (size_t)len,
+                  "{\"t\":%" PRIu64 ",\"n\":%" PRIu32 ",\"s\":%" PRIu32, t - g.t_base, cnt, s);
   size_t plen = (size_t)(m + len - pl) + 1; /* with the closing brace */
   if (g.o.payload > plen + 7) {
     size_t pad = g.o.payload - plen - 7; /* ,"p":"..." */
@@ -568,7 +653,10 @@ static void jamb_send_event(uint64_t k) {
     len += (int)pad;
     m[len++] = '"';
   }
-  len += snprintf(m + len, sizeof m - (size_t)len, "},\"id\":%" PRIu32 "}", cnt);
+  if (g.o.sio)
+    len += snprintf(m + len, sizeof m - (size_t)len, "}]"); /* no id: no ack */
+  else
+    len += snprintf(m + len, sizeof m - (size_t)len, "},\"id\":%" PRIu32 "}", cnt);
   g.sent_t[(size_t)s * g.per + cnt] = t;
   c->sent = cnt + 1;
   g.sent++;
@@ -576,6 +664,29 @@ static void jamb_send_event(uint64_t k) {
     g.t_first_send = t;
   g.t_last_send = t;
   jamb_ws_send_text(c, m, (size_t)len);
+}
+
+/* Counts event `cnt` of sender snd (of c's room, not c), sent at t, received by c at
+ * `now`: duplicate, out of order, or a new delivery with its latency. */
+static void jamb_deliver(jamb_conn_t *c, const jamb_conn_t *snd, uint64_t cnt, uint64_t t,
+                         uint64_t now) {
+  size_t pair = (size_t)jamb_idx(c) * g.o.participants + snd->local;
+  uint64_t *w = &g.pair_seen[pair * g.pair_words + cnt / 64];
+  uint64_t bit = 1ull << (cnt % 64);
+  if (*w & bit) {
+    g.dups++;
+    return;
+  }
+  *w |= bit;
+  if ((int64_t)cnt < g.pair_max[pair])
+    g.ooo++;
+  else
+    g.pair_max[pair] = (int64_t)cnt;
+  g.pair_count[pair]++;
+  c->delivered++;
+  g.delivered++;
+  bench_hist_add(&g.lat, now - t);
+  g.t_last_delivery = now;
 }
 
 /* `event:broadcast` on receiver c at `now`. */
@@ -630,23 +741,32 @@ static void jamb_on_event(jamb_conn_t *c, const char *p, size_t n, uint64_t now)
   else
     c->last_seq = seq;
   jamb_seq_owner(rm, seq, snd->local, (uint32_t)cnt);
-  size_t pair = (size_t)jamb_idx(c) * g.o.participants + snd->local;
-  uint64_t *w = &g.pair_seen[pair * g.pair_words + cnt / 64];
-  uint64_t bit = 1ull << (cnt % 64);
-  if (*w & bit) {
-    g.dups++;
+  jamb_deliver(c, snd, cnt, t, now);
+}
+
+/* Socket.IO: 42["relay",<data>] on receiver c at `now`; <data> is the payload as the
+ * server re-serialised it. No room name, sender_id or seq to check: the room is checked
+ * through the payload's sender only. */
+static void jamb_sio_on_relay(jamb_conn_t *c, const char *d, size_t n, uint64_t now) {
+  uint64_t t, cnt, s;
+  if (bench_json_u64(d, n, "t", &t) != 0 || bench_json_u64(d, n, "n", &cnt) != 0 ||
+      bench_json_u64(d, n, "s", &s) != 0 || s >= g.n || cnt >= g.per ||
+      t > UINT64_MAX - g.t_base || g.sent_t[s * g.per + cnt] != t + g.t_base ||
+      t + g.t_base > now) {
+    g.foreign++;
     return;
   }
-  *w |= bit;
-  if ((int64_t)cnt < g.pair_max[pair])
-    g.ooo++;
-  else
-    g.pair_max[pair] = (int64_t)cnt;
-  g.pair_count[pair]++;
-  c->delivered++;
-  g.delivered++;
-  bench_hist_add(&g.lat, now - t);
-  g.t_last_delivery = now;
+  t += g.t_base;
+  const jamb_conn_t *snd = &g.conns[s];
+  if (snd == c) {
+    g.own_echo++;
+    return;
+  }
+  if (snd->room != c->room) {
+    g.wrong_room++;
+    return;
+  }
+  jamb_deliver(c, snd, cnt, t, now);
 }
 
 /* `event:ack` on sender c at `now`. */
@@ -694,10 +814,84 @@ static void jamb_on_error(jamb_conn_t *c, const char *p, size_t n) {
             c->room, (int)(n > 200 ? 200 : n), p);
 }
 
-/* One complete text message (JSON). */
+/* Socket.IO: one complete text message, an Engine.IO packet. May close c. */
+static void jamb_sio_text(jamb_conn_t *c, const char *p, size_t n, uint64_t now) {
+  char why[200];
+  if (n == 0) {
+    g.other_msgs++;
+    return;
+  }
+  switch (p[0]) {
+    case '0': /* open: {"sid":..,"pingInterval":..,..}; connect to the default namespace */
+      if (c->sio_state != JAMB_SIO_OPEN) {
+        jamb_conn_close(c, "Engine.IO open packet twice");
+        return;
+      }
+      c->sio_state = JAMB_SIO_CONNECT;
+      jamb_ws_send_text(c, "40", 2);
+      return;
+    case '2': { /* ping: answer pong with the same data */
+      char pong[128];
+      size_t pl = n < sizeof pong ? n : sizeof pong;
+      memcpy(pong, p, pl);
+      pong[0] = '3';
+      g.sio_pings++;
+      jamb_ws_send_text(c, pong, pl);
+      return;
+    }
+    case '1': jamb_conn_close(c, "Engine.IO close packet from the server"); return;
+    case '3': /* pong */
+    case '6': /* noop */
+      return;
+    case '4': break; /* a Socket.IO packet: below */
+    default: g.other_msgs++; return;
+  }
+  if (n < 2) {
+    g.other_msgs++;
+    return;
+  }
+  if (p[1] == '0') { /* CONNECT ack: 40{"sid":".."} */
+    if (c->sio_state != JAMB_SIO_CONNECT) {
+      g.other_msgs++;
+      return;
+    }
+    c->sio_state = JAMB_SIO_READY;
+    c->welcomed = 1;
+    g.welcomed++;
+    return;
+  }
+  if (p[1] == '1' || p[1] == '4') { /* DISCONNECT, CONNECT_ERROR */
+    if (p[1] == '4')
+      jamb_on_error(c, p, n);
+    snprintf(why, sizeof why, "Socket.IO %s: %.*s", p[1] == '1' ? "disconnect" : "connect_error",
+             (int)(n > 120 ? 120 : n), p);
+    jamb_conn_close(c, why);
+    return;
+  }
+  /* EVENT: 42[/nsp,][id]["name",args...]; anything else is not part of the contract */
+  const char *name, *rest, *args;
+  size_t nlen, rlen, alen;
+  if (p[1] != '2' || bench_sio_event(p, n, &name, &nlen, &rest, &rlen) != 0 ||
+      bench_sio_arg(rest, rlen, &args, &alen) != 0) {
+    g.other_msgs++;
+    return;
+  }
+  if (jamb_eq(name, nlen, "relay"))
+    jamb_sio_on_relay(c, args, alen, now);
+  else if (jamb_eq(name, nlen, "joined"))
+    jamb_sio_on_joined(c, args, alen);
+  else
+    g.other_msgs++;
+}
+
+/* One complete text message (JSON; socketio: an Engine.IO packet). May close c. */
 static void jamb_text(jamb_conn_t *c, const char *p, size_t n, uint64_t now) {
   const char *type;
   size_t tlen;
+  if (g.o.sio) {
+    jamb_sio_text(c, p, n, now);
+    return;
+  }
   if (bench_json_str(p, n, "type", &type, &tlen) != 0) {
     g.other_msgs++;
     return;
@@ -783,7 +977,7 @@ static int jamb_ws_frame(jamb_conn_t *c, uint8_t b0, const uint8_t *p, size_t le
         jamb_text(c, (const char *)p, len, now);
       else
         g.other_msgs++;
-      return 0;
+      return c->state == JAMB_CONN_OPEN ? 0 : -1;
     }
     c->ws_frag = 1;
     c->ws_msg_op = (uint8_t)op;
@@ -1012,8 +1206,12 @@ static int jamb_connect_all(char *buf) {
 static int jamb_join_all(char *buf) {
   g.phase = JAMB_PHASE_JOIN;
   uint64_t deadline = bench_now() + (uint64_t)(g.o.timeout_s * 1e9);
-  for (uint32_t r = 0; r < g.o.rooms; r++)
-    jamb_create(r);
+  if (g.o.sio)
+    for (uint32_t i = 0; i < g.n; i++)
+      jamb_sio_join(&g.conns[i]);
+  else
+    for (uint32_t r = 0; r < g.o.rooms; r++)
+      jamb_create(r);
   for (;;) {
     if (g.joined == g.n)
       return 0;
@@ -1032,8 +1230,8 @@ static void jamb_run(char *buf) {
   jamb_pump();
   for (;;) {
     uint64_t now = bench_now();
-    if (g.next_k == g.total && g.delivered == g.sent * p1 && g.acked_n == g.sent) {
-      g.stop_reason = "all delivered and acknowledged";
+    if (g.next_k == g.total && g.delivered == g.sent * p1 && (g.o.sio || g.acked_n == g.sent)) {
+      g.stop_reason = g.o.sio ? "all delivered" : "all delivered and acknowledged";
       return;
     }
     if (g.closed == g.n) {
@@ -1070,6 +1268,10 @@ static uint64_t jamb_expected(void) {
 
 /* 1 when the run is clean (see the exit status). */
 static int jamb_clean(void) {
+  if (g.o.sio) /* no acks, seq, sender_id or notices to check */
+    return g.phase == JAMB_PHASE_RUN && g.delivered == jamb_expected() && g.sent == g.total &&
+           g.dups == 0 && g.ooo == 0 && g.own_echo == 0 && g.wrong_room == 0 &&
+           g.foreign == 0 && g.errors == 0 && g.closed_early == 0;
   return g.phase == JAMB_PHASE_RUN && g.delivered == jamb_expected() && g.acked_n == g.sent &&
          g.sent == g.total && g.dups == 0 && g.ooo == 0 && g.own_echo == 0 && g.wrong_room == 0 &&
          g.sender_mismatch == 0 && g.seq_disorder == 0 && g.seq_conflict == 0 &&
@@ -1077,8 +1279,33 @@ static int jamb_clean(void) {
          g.closed_early == 0 && g.ack_dups == 0 && g.ack_bad == 0 && g.leave_notices == 0;
 }
 
+/* Appends printf-style text to the JSON line being built. */
+static void jamb_bprintf(bench_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void jamb_bprintf(bench_buf_t *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    bench_die("internal: vsnprintf failed");
+  bench_buf_reserve(b, (size_t)n + 1);
+  va_start(ap, fmt);
+  vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+}
+
+/* ,"key":v or ,"key":null when the protocol has no such figure (tutti has them all). */
+static void jamb_jput_u64(bench_buf_t *b, const char *key, int have, uint64_t v) {
+  if (have)
+    jamb_bprintf(b, ",\"%s\":%" PRIu64, key, v);
+  else
+    jamb_bprintf(b, ",\"%s\":null", key);
+}
+
 static void jamb_report(void) {
   const jamb_opts_t *o = &g.o;
+  int sio = o->sio, tut = !o->sio; /* tut: the figure exists (tutti only) */
   uint32_t P = o->participants;
   uint64_t expected = jamb_expected();
   uint64_t lost = expected > g.delivered ? expected - g.delivered : 0;
@@ -1112,26 +1339,45 @@ static void jamb_report(void) {
   double cpu_us_ev = cpu_best >= 0 && g.sent > 0 ? cpu_best * 1e6 / (double)g.sent : -1.0;
   uint64_t notices_expected = (uint64_t)o->rooms * P * (P - 1) / 2;
   uint64_t seq_errors = g.seq_disorder + g.seq_conflict + g.seq_range + g.seq_gaps;
+  const char *conns = sio ? "Socket.IO connections" : "WebSockets";
 
-  printf("jambench  %s:%u /ws  R=%" PRIu32 " rooms x P=%" PRIu32 " participants = %" PRIu32
+  printf("jambench  %s:%u %s  %s  R=%" PRIu32 " rooms x P=%" PRIu32 " participants = %" PRIu32
          " WebSockets  E=%g events/s each for D=%g s  payload %" PRIu32 " B\n",
-         o->host, o->port, o->rooms, P, g.n, o->rate, o->duration_s, o->payload);
+         o->host, o->port, sio ? "/socket.io/ (Engine.IO 4 over WebSocket)" : "/ws",
+         sio ? "proto socketio" : "proto tutti", o->rooms, P, g.n, o->rate, o->duration_s,
+         o->payload);
   if (connect_s >= 0)
-    printf("  connect            %" PRIu32 " WebSockets welcomed in %.3f s\n", g.welcomed, connect_s);
+    printf("  connect            %" PRIu32 " %s welcomed in %.3f s\n", g.welcomed, conns,
+           connect_s);
   else
     printf("  connect            %" PRIu32 " of %" PRIu32 " welcomed, %" PRIu32 " failed\n",
            g.welcomed, g.n, g.connect_failed);
-  if (join_s >= 0)
+  if (sio) {
+    if (join_s >= 0)
+      printf("  rooms              %" PRIu32 " named jam-0..jam-%" PRIu32 " (no create step), %" PRIu32
+             " participants joined in %.3f s\n",
+             o->rooms, o->rooms - 1, g.joined, join_s);
+    else if (g.phase >= JAMB_PHASE_JOIN)
+      printf("  rooms              %" PRIu32 " of %" PRIu32 " joined, %" PRIu32 " setup errors\n",
+             g.joined, g.n, g.setup_errors);
+  } else if (join_s >= 0) {
     printf("  rooms              %" PRIu32 " created, %" PRIu32 " participants joined in %.3f s\n",
            g.rooms_created, g.joined, join_s);
-  else if (g.phase >= JAMB_PHASE_JOIN)
+  } else if (g.phase >= JAMB_PHASE_JOIN) {
     printf("  rooms              %" PRIu32 " of %" PRIu32 " created, %" PRIu32 " of %" PRIu32
            " joined, %" PRIu32 " setup errors\n",
            g.rooms_created, o->rooms, g.joined, g.n, g.setup_errors);
-  printf("  events             %" PRIu64 " of %" PRIu64 " sent in %.3f s (%.0f/s), %" PRIu64
-         " acked (ack ms p50 %.3f p99 %.3f), %" PRIu64 " refused by error%s\n",
-         g.sent, g.total, send_s, send_rate, g.acked_n, bench_ms(a50), bench_ms(a99), g.errors,
-         g.send_skipped ? " (some skipped: connection closed)" : "");
+  }
+  if (sio)
+    printf("  events             %" PRIu64 " of %" PRIu64 " sent in %.3f s (%.0f/s), no acks in this"
+           " protocol, %" PRIu64 " connect_error%s\n",
+           g.sent, g.total, send_s, send_rate, g.errors,
+           g.send_skipped ? " (some skipped: connection closed)" : "");
+  else
+    printf("  events             %" PRIu64 " of %" PRIu64 " sent in %.3f s (%.0f/s), %" PRIu64
+           " acked (ack ms p50 %.3f p99 %.3f), %" PRIu64 " refused by error%s\n",
+           g.sent, g.total, send_s, send_rate, g.acked_n, bench_ms(a50), bench_ms(a99), g.errors,
+           g.send_skipped ? " (some skipped: connection closed)" : "");
   printf("  deliveries         %" PRIu64 " / %" PRIu64 " expected (%.2f %%; each event to the P-1=%" PRIu32
          " others)\n",
          g.delivered, expected, expected ? 100.0 * (double)g.delivered / (double)expected : 0.0,
@@ -1144,22 +1390,34 @@ static void jamb_report(void) {
   printf("  duplicates         %" PRIu64 "\n", g.dups);
   printf("  out of order       %" PRIu64 "\n", g.ooo);
   printf("  own echo           %" PRIu64 " (must be 0)\n", g.own_echo);
-  printf("  wrong room/sender  %" PRIu64 " / %" PRIu64 "   foreign payloads %" PRIu64 "\n",
-         g.wrong_room, g.sender_mismatch, g.foreign);
-  printf("  seq errors         %" PRIu64 " (not increasing %" PRIu64 ", one seq for two events %" PRIu64
-         ", out of range %" PRIu64 ", never seen %" PRIu64 ")\n",
-         seq_errors, g.seq_disorder, g.seq_conflict, g.seq_range, g.seq_gaps);
-  printf("  acks               %" PRIu64 " duplicate, %" PRIu64 " naming no event of ours\n",
-         g.ack_dups, g.ack_bad);
-  printf("  errors             %" PRIu64 " during the run (%" PRIu64 " RATE_LIMITED), %" PRIu32
-         " in setup\n",
-         g.errors, g.rate_limited, g.setup_errors);
-  printf("  notices            %" PRIu64 " session:user-joined (%" PRIu64
-         " expected), %" PRIu64 " session:user-left\n",
-         g.join_notices, notices_expected, g.leave_notices);
-  printf("  closed early       %" PRIu32 "  (close frames %" PRIu64 ", pings answered %" PRIu64
-         ", other messages %" PRIu64 ")\n",
-         g.closed_early, g.closes, g.pings, g.other_msgs);
+  if (sio) {
+    printf("  wrong room         %" PRIu64 " (by the payload's sender: a relay names no room)"
+           "   foreign payloads %" PRIu64 "\n",
+           g.wrong_room, g.foreign);
+    printf("  not in protocol    sender_id, seq, acks, join/leave notices, error codes\n");
+    printf("  errors             %" PRIu64 " connect_error during the run, %" PRIu32 " in setup\n",
+           g.errors, g.setup_errors);
+    printf("  closed early       %" PRIu32 "  (close frames %" PRIu64 ", WebSocket pings answered %" PRIu64
+           ", Engine.IO pings answered %" PRIu64 ", other messages %" PRIu64 ")\n",
+           g.closed_early, g.closes, g.pings, g.sio_pings, g.other_msgs);
+  } else {
+    printf("  wrong room/sender  %" PRIu64 " / %" PRIu64 "   foreign payloads %" PRIu64 "\n",
+           g.wrong_room, g.sender_mismatch, g.foreign);
+    printf("  seq errors         %" PRIu64 " (not increasing %" PRIu64 ", one seq for two events %" PRIu64
+           ", out of range %" PRIu64 ", never seen %" PRIu64 ")\n",
+           seq_errors, g.seq_disorder, g.seq_conflict, g.seq_range, g.seq_gaps);
+    printf("  acks               %" PRIu64 " duplicate, %" PRIu64 " naming no event of ours\n",
+           g.ack_dups, g.ack_bad);
+    printf("  errors             %" PRIu64 " during the run (%" PRIu64 " RATE_LIMITED), %" PRIu32
+           " in setup\n",
+           g.errors, g.rate_limited, g.setup_errors);
+    printf("  notices            %" PRIu64 " session:user-joined (%" PRIu64
+           " expected), %" PRIu64 " session:user-left\n",
+           g.join_notices, notices_expected, g.leave_notices);
+    printf("  closed early       %" PRIu32 "  (close frames %" PRIu64 ", pings answered %" PRIu64
+           ", other messages %" PRIu64 ")\n",
+           g.closed_early, g.closes, g.pings, g.other_msgs);
+  }
   if (o->server_pid) {
     printf("  server RSS         %.1f MiB before connect, %.1f MiB joined, %.1f MiB at end\n",
            g.rss_before / 1024.0, g.rss_joined / 1024.0, g.rss_end / 1024.0);
@@ -1178,47 +1436,68 @@ static void jamb_report(void) {
     printf("  first error message:      %s\n", g.run_error);
 
   if (o->json) {
-    char srv[512];
-    if (o->server_pid)
-      snprintf(srv, sizeof srv,
-               "\"server_pid\":%ld,\"rss_before_kib\":%ld,\"rss_joined_kib\":%ld,"
-               "\"rss_end_kib\":%ld,\"server_cpu_s\":%.4f,\"server_cpu_stat_s\":%.2f,"
-               "\"cpu_us_per_delivery\":%.4f,\"cpu_us_per_event\":%.4f",
-               o->server_pid, g.rss_before, g.rss_joined, g.rss_end, cpu_best, cpu_s, cpu_us,
-               cpu_us_ev);
+    bench_buf_t j = {0};
+    jamb_bprintf(&j,
+                 "{\"tool\":\"jambench\",\"proto\":\"%s\",\"rooms\":%" PRIu32
+                 ",\"participants\":%" PRIu32 ",\"connections\":%" PRIu32
+                 ",\"rate\":%g,\"duration_s\":%g,\"payload\":%" PRIu32 ",\"welcomed\":%" PRIu32
+                 ",\"connect_s\":%.4f,\"joined\":%" PRIu32 ",\"join_s\":%.4f,"
+                 "\"scheduled\":%" PRIu64 ",\"sent\":%" PRIu64,
+                 sio ? "socketio" : "tutti", o->rooms, P, g.n, o->rate, o->duration_s, o->payload,
+                 g.welcomed, connect_s, g.joined, join_s, g.total, g.sent);
+    jamb_jput_u64(&j, "acked", tut, g.acked_n);
+    jamb_bprintf(&j,
+                 ",\"send_rate\":%.1f,\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64
+                 ",\"deliveries_per_s\":%.1f,\"window_s\":%.4f,"
+                 "\"latency_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"max\":%.4f},",
+                 send_rate, expected, g.delivered, dps, window_s, bench_ms(p50), bench_ms(p90),
+                 bench_ms(p99), bench_ms(g.lat.max));
+    if (tut)
+      jamb_bprintf(&j, "\"ack_latency_ms\":{\"ack_p50\":%.4f,\"ack_p99\":%.4f}", bench_ms(a50),
+                   bench_ms(a99));
     else
-      snprintf(srv, sizeof srv,
-               "\"server_pid\":null,\"rss_before_kib\":null,\"rss_joined_kib\":null,"
-               "\"rss_end_kib\":null,\"server_cpu_s\":null,\"server_cpu_stat_s\":null,"
-               "\"cpu_us_per_delivery\":null,\"cpu_us_per_event\":null");
-    printf("{\"tool\":\"jambench\",\"rooms\":%" PRIu32 ",\"participants\":%" PRIu32
-           ",\"connections\":%" PRIu32 ",\"rate\":%g,\"duration_s\":%g,\"payload\":%" PRIu32
-           ",\"welcomed\":%" PRIu32 ",\"connect_s\":%.4f,\"joined\":%" PRIu32 ",\"join_s\":%.4f,"
-           "\"scheduled\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"acked\":%" PRIu64
-           ",\"send_rate\":%.1f,"
-           "\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64
-           ",\"deliveries_per_s\":%.1f,\"window_s\":%.4f,"
-           "\"latency_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"max\":%.4f},"
-           "\"ack_latency_ms\":{\"ack_p50\":%.4f,\"ack_p99\":%.4f},"
-           "\"lost\":%" PRIu64 ",\"pairs_short\":%" PRIu64 ",\"duplicates\":%" PRIu64
-           ",\"out_of_order\":%" PRIu64 ",\"own_echo\":%" PRIu64 ",\"wrong_room\":%" PRIu64
-           ",\"sender_mismatch\":%" PRIu64 ",\"foreign\":%" PRIu64 ",\"seq_errors\":%" PRIu64
-           ",\"seq_disorder\":%" PRIu64 ",\"seq_conflict\":%" PRIu64 ",\"seq_range\":%" PRIu64
-           ",\"seq_gaps\":%" PRIu64 ",\"ack_dups\":%" PRIu64 ",\"ack_bad\":%" PRIu64
-           ",\"errors\":%" PRIu64 ",\"rate_limited\":%" PRIu64 ",\"setup_errors\":%" PRIu32
-           ",\"join_notices\":%" PRIu64 ",\"join_notices_expected\":%" PRIu64
-           ",\"leave_notices\":%" PRIu64 ",\"closed_early\":%" PRIu32 ",\"close_frames\":%" PRIu64
-           ",\"pings\":%" PRIu64 ",%s,\"stop\":\"%s\",\"clean\":%s,"
-           "\"connection_problem\":\"%s\",\"setup_problem\":\"%s\",\"error_message\":\"%s\"}\n",
-           o->rooms, P, g.n, o->rate, o->duration_s, o->payload, g.welcomed, connect_s, g.joined,
-           join_s, g.total, g.sent, g.acked_n, send_rate, expected, g.delivered, dps, window_s,
-           bench_ms(p50), bench_ms(p90), bench_ms(p99), bench_ms(g.lat.max), bench_ms(a50), bench_ms(a99),
-           lost, pairs_short, g.dups, g.ooo, g.own_echo, g.wrong_room, g.sender_mismatch,
-           g.foreign, seq_errors, g.seq_disorder, g.seq_conflict, g.seq_range, g.seq_gaps,
-           g.ack_dups, g.ack_bad, g.errors, g.rate_limited, g.setup_errors, g.join_notices,
-           notices_expected, g.leave_notices, g.closed_early, g.closes, g.pings, srv,
-           g.stop_reason ? g.stop_reason : "", jamb_clean() ? "true" : "false", g.conn_error,
-           g.setup_error, g.run_error);
+      jamb_bprintf(&j, "\"ack_latency_ms\":{\"ack_p50\":null,\"ack_p99\":null}");
+    jamb_bprintf(&j,
+                 ",\"lost\":%" PRIu64 ",\"pairs_short\":%" PRIu64 ",\"duplicates\":%" PRIu64
+                 ",\"out_of_order\":%" PRIu64 ",\"own_echo\":%" PRIu64 ",\"wrong_room\":%" PRIu64,
+                 lost, pairs_short, g.dups, g.ooo, g.own_echo, g.wrong_room);
+    jamb_jput_u64(&j, "sender_mismatch", tut, g.sender_mismatch);
+    jamb_bprintf(&j, ",\"foreign\":%" PRIu64, g.foreign);
+    jamb_jput_u64(&j, "seq_errors", tut, seq_errors);
+    jamb_jput_u64(&j, "seq_disorder", tut, g.seq_disorder);
+    jamb_jput_u64(&j, "seq_conflict", tut, g.seq_conflict);
+    jamb_jput_u64(&j, "seq_range", tut, g.seq_range);
+    jamb_jput_u64(&j, "seq_gaps", tut, g.seq_gaps);
+    jamb_jput_u64(&j, "ack_dups", tut, g.ack_dups);
+    jamb_jput_u64(&j, "ack_bad", tut, g.ack_bad);
+    jamb_bprintf(&j, ",\"errors\":%" PRIu64, g.errors);
+    jamb_jput_u64(&j, "rate_limited", tut, g.rate_limited);
+    jamb_bprintf(&j, ",\"setup_errors\":%" PRIu32, g.setup_errors);
+    jamb_jput_u64(&j, "join_notices", tut, g.join_notices);
+    jamb_jput_u64(&j, "join_notices_expected", tut, notices_expected);
+    jamb_jput_u64(&j, "leave_notices", tut, g.leave_notices);
+    jamb_bprintf(&j, ",\"closed_early\":%" PRIu32 ",\"close_frames\":%" PRIu64 ",\"pings\":%" PRIu64,
+                 g.closed_early, g.closes, g.pings);
+    jamb_jput_u64(&j, "engineio_pings", sio, g.sio_pings);
+    if (o->server_pid)
+      jamb_bprintf(&j,
+                   ",\"server_pid\":%ld,\"rss_before_kib\":%ld,\"rss_joined_kib\":%ld,"
+                   "\"rss_end_kib\":%ld,\"server_cpu_s\":%.4f,\"server_cpu_stat_s\":%.2f,"
+                   "\"cpu_us_per_delivery\":%.4f,\"cpu_us_per_event\":%.4f",
+                   o->server_pid, g.rss_before, g.rss_joined, g.rss_end, cpu_best, cpu_s, cpu_us,
+                   cpu_us_ev);
+    else
+      jamb_bprintf(&j,
+                   ",\"server_pid\":null,\"rss_before_kib\":null,\"rss_joined_kib\":null,"
+                   "\"rss_end_kib\":null,\"server_cpu_s\":null,\"server_cpu_stat_s\":null,"
+                   "\"cpu_us_per_delivery\":null,\"cpu_us_per_event\":null");
+    jamb_bprintf(&j,
+                 ",\"stop\":\"%s\",\"clean\":%s,"
+                 "\"connection_problem\":\"%s\",\"setup_problem\":\"%s\",\"error_message\":\"%s\"}\n",
+                 g.stop_reason ? g.stop_reason : "", jamb_clean() ? "true" : "false", g.conn_error,
+                 g.setup_error, g.run_error);
+    fwrite(j.p, 1, j.len, stdout);
+    bench_buf_free(&j);
   }
   fflush(stdout);
 }
@@ -1249,10 +1528,10 @@ static void jamb_setup(void) {
   g.msg_max = (size_t)o->payload + JAMB_MSG_SLACK;
   static const char key_hdr[] = "Sec-WebSocket-Key: ";
   int rl = snprintf(g.req, sizeof g.req,
-                    "GET /ws HTTP/1.1\r\nHost: %s:%u\r\n"
+                    "GET %s HTTP/1.1\r\nHost: %s:%u\r\n"
                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                     "%s------------------------\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                    o->host, o->port, key_hdr);
+                    jamb_path(), o->host, o->port, key_hdr);
   if (rl < 0 || (size_t)rl >= sizeof g.req)
     bench_die("request too long");
   g.req_len = (size_t)rl;
@@ -1272,6 +1551,8 @@ static void jamb_setup(void) {
   for (uint32_t r = 0; r < o->rooms; r++) {
     g.rooms[r].seq_cap = (uint64_t)o->participants * g.per + 16;
     g.rooms[r].seq_owner = bench_xcalloc(g.rooms[r].seq_cap, sizeof(uint64_t));
+    if (o->sio) /* named, not created: the name is known from the start */
+      snprintf(g.rooms[r].code, sizeof g.rooms[r].code, "jam-%" PRIu32, r);
   }
   g.pair_seen = bench_xcalloc(pairs * g.pair_words, sizeof(uint64_t));
   g.pair_count = bench_xcalloc(pairs, sizeof(uint32_t));
@@ -1289,6 +1570,8 @@ static void jamb_setup(void) {
   jamb_ep_ctl(EPOLL_CTL_ADD, g.tfd, EPOLLIN, JAMB_TAG_TIMER, 0);
   g.rss_before = g.rss_joined = g.rss_end = -1;
   g.cpu_start = g.cpu_end = g.sched_start = g.sched_end = -1;
+  /* Socket.IO parses <data> into doubles: send times counted from here stay under 2^53 */
+  g.t_base = o->sio ? bench_now() : 0;
 }
 
 /* Closes every socket this process opened (the process exits right after). */

@@ -1374,34 +1374,27 @@ static int sseb_sio_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, in
     return 0;
   }
   /* EVENT: 42[/nsp,][id]["name",args...] */
-  const char *q = p + 2, *end = p + n;
-  if (q < end && *q == '/') { /* a namespace: not the default one */
+  const char *name, *rest;
+  size_t nlen, rlen;
+  int ev = bench_sio_event(p, n, &name, &nlen, &rest, &rlen);
+  if (ev > 0) { /* a namespace: not the default one */
     g.other_events++;
     return 0;
   }
-  while (q < end && *q >= '0' && *q <= '9')
-    q++;
-  if (end - q < 4 || q[0] != '[' || q[1] != '"') {
+  if (ev < 0) {
     g.bad_data++;
     return 0;
   }
-  const char *name = q + 2, *nq = memchr(name, '"', (size_t)(end - name));
-  if (nq == NULL) {
-    g.bad_data++;
-    return 0;
-  }
-  size_t nlen = (size_t)(nq - name);
   if (nlen == 7 && memcmp(name, "message", 7) == 0) {
     sseb_ws_count(n, wire, z);
     /* the payload: after `"message",` up to the closing bracket */
-    const char *d = nq + 1, *e = end;
-    while (e > d && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\r'))
-      e--;
-    if (d >= e || *d != ',' || e[-1] != ']') {
+    const char *d;
+    size_t dlen;
+    if (bench_sio_arg(rest, rlen, &d, &dlen) != 0) {
       g.bad_data++;
       return 0;
     }
-    sseb_deliver(s, d + 1, (size_t)(e - 1 - (d + 1)), 0, 0, now);
+    sseb_deliver(s, d, dlen, 0, 0, now);
   } else if (nlen == 10 && memcmp(name, "subscribed", 10) == 0) {
     s->sio_state = SSEB_SIO_READY;
     sseb_sub_ready(s, now);
