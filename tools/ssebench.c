@@ -12,7 +12,8 @@
  *      socketio the Engine.IO v4 / Socket.IO v4 handshake over WebSocket (below);
  *   2. publishes M messages through keep-alive, pipelined POST --pub-path requests
  *      (/api/channels/{ch}/publish) on K publisher connections, either at a fixed rate
- *      R/s or (R = 0) as fast as a window of W unsettled messages allows; any 2xx answer
+ *      R/s, or (R = 0) as fast as a window of W unsettled messages allows, or (--ramp) at
+ *      a rate stepped up until deliveries fall behind (below); any 2xx answer
  *      (tutti and the peers answer 200, nchan 201/202) with any body counts as accepted;
  *   3. parses every stream incrementally (SSE: chunked coding, events split across
  *      reads; WebSocket: unmasked server frames with 7/16/64-bit lengths split across
@@ -74,6 +75,38 @@
  * everything and exit 0 (1 when a stream closed meanwhile). Use a fresh server for
  * each: on a reused one freed memory is reused and the RSS per connection reads ~0.
  *
+ * Ramp (--ramp R0,F,S): the highest sustained rate. Once every stream is ready,
+ * publishing runs in steps of S seconds at R0 msg/s, then R0*F, R0*F^2, ... (paced like
+ * --rate: the step's j-th message is due at its start + j / rate, for every j due before
+ * its end; messages the loop was too late for are sent at the step's end, so the load
+ * generator's lateness shows as answer lag, below). A step is judged once it is over and
+ * either everything about its messages is in or a grace of min(S, 1 s) has passed (the
+ * next step publishes meanwhile). It is SUSTAINED when
+ *   - every delivery expected for its messages arrived within the grace;
+ *   - its achieved publish rate is at least 95 % of its target: achieved = its messages
+ *     accepted (2xx) within the grace / (S + D), where D is how much the publish answers'
+ *     lag (answer time - due time) grew over the step, estimated as twice the mean lag
+ *     of the messages due in its second half minus that of the first half (0 if
+ *     negative): answers that kept up cost nothing however late they come, a server
+ *     whose backlog grows answers at accepted / (S + D) msg/s;
+ *   - the p99 latency of its messages (a histogram of its own: a delivery counts for the
+ *     step its message was sent in, until the step is judged) is below --ramp-p99 ms.
+ * The first step not sustained ends the ramp: publishing stops (the step then running is
+ * cut short and left unjudged), the remaining deliveries are awaited as in the other
+ * modes (bounded by --timeout), and the report adds a table of the steps (target,
+ * achieved, answer lag growth, messages, deliveries/s = the step's deliveries within the
+ * grace / S, p50/p99/max, and with --server-pid the server CPU per delivery and both
+ * processes' CPU use over the step: server CPU between the step's start and end / the
+ * deliveries received meanwhile, read from schedstat at each boundary; this process's
+ * from getrusage) and the highest sustained step: its deliveries/s and achieved msg/s.
+ * The ramp also ends after --ramp-max-steps steps, before a step whose target is over
+ * --ramp-max-rate, or before one that would exceed --messages, which is an upper bound
+ * here (default: what every step allowed needs, within 16 M messages and 1 GiB of
+ * delivery bitmaps). Loss, duplicates, order, the exit status and every whole-run figure
+ * (deliveries_per_s, latency_ms, server CPU over the publish window, ...) are as in the
+ * other modes, over all the messages sent. A load generator near 100 % CPU (see the gen%
+ * column) means the step measured it as much as the server.
+ *
  * Message data is `{"seq":S,"t":T}` or, padded to --payload bytes,
  * `{"seq":S,"t":T,"p":"xxxx"}` (--pad words or random fill "p" with text that
  * compresses like prose or hardly at all); T is CLOCK_MONOTONIC in ns since ssebench
@@ -117,7 +150,7 @@
  *   tool "ssebench"; transport "sse"|"ws"|"socketio"; n (= subscribers); channels;
  *   ready "tutti"|"message"|"upgrade"|"socketio"; raw (bool); sub_path, pub_path (the
  *   templates); src_addrs (source addresses bound: K, or 0 = none, 127.0.0.1 unbound);
- *   subscribers; messages; rate; window;
+ *   subscribers; messages (with --ramp: the upper bound); rate (with --ramp: R0); window;
  *   payload; publishers; connected; connect_s (first connect to last ready, -1 when
  *   the connect phase failed); sent; publish_errors; publish_rate (msg/s); expected;
  *   delivered; deliveries_per_s (all channels, first publish to last delivery);
@@ -132,7 +165,16 @@
  *   deflate_subscribers, pad, ws_messages, ws_compressed, wire_bytes_per_delivery,
  *   json_bytes_per_delivery, close_frames, pings, inflates; with socketio
  *   engineio_pings; with several --server-pid server_pids and server_cpu_each_s; with
- *   --aux-pid aux_cpu_s, aux_cpu_us_per_delivery, aux_pids; with --sub-ports port_stats.
+ *   --aux-pid aux_cpu_s, aux_cpu_us_per_delivery, aux_pids; with --sub-ports port_stats;
+ *   last, ramp: null, or with --ramp {r0, factor, step_s, grace_s, p99_limit_ms, max_steps,
+ *   max_rate, steps: [{step, target, achieved (msg/s), sent, accepted, expected,
+ *   delivered, answer_lag_growth_ms, deliveries_per_s, p50, p99, max (ms),
+ *   cpu_ns_per_delivery, server_cpu_pct, loadgen_cpu_pct (null when unknown), sustained,
+ *   why}, ...] (the judged steps), steps_started, end (why the ramp ended),
+ *   sustained_step, sustained_target, sustained_msgs_per_s, sustained_deliveries_per_s
+ *   (the last sustained step; null when none was)}; its keys come after every top-level
+ *   one, so a first-match lookup of "deliveries_per_s", "p99" or "sent" still finds the
+ *   run's.
  *
  * Build: cc -O2 -Wall -Wextra -Werror -std=c11 -D_GNU_SOURCE -o ssebench ssebench.c benchlib.c -lz
  * Only loopback addresses (127.0.0.0/8) are accepted as targets.
@@ -153,6 +195,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -198,6 +241,10 @@ const char bench_prog[] = "ssebench"; /* named by bench_die */
 #define SSEB_PATH_MAX 1024        /* longest expanded --sub-path or --pub-path */
 #define SSEB_IDLE_SETTLE_MS 1000  /* --messages 0: wait after the last ready before RSS */
 #define SSEB_MAX_PIDS 16  /* --server-pid and --aux-pid entries */
+#define SSEB_RAMP_DEFAULT_MAX (16u << 20) /* --ramp: most messages of the default --messages */
+#define SSEB_RAMP_SEEN_BUDGET ((uint64_t)1 << 30) /* ... and most bytes of bitmaps for it */
+#define SSEB_RAMP_ACHIEVED 0.95 /* a sustained step's achieved rate / its target, at least */
+#define SSEB_RAMP_GRACE_MAX_NS BENCH_NS /* grace after a step: min(S, this) */
 
 /* ------------------------------------------------------------------------------------
  * Chunked transfer coding decoder (incremental)
@@ -356,6 +403,15 @@ typedef struct sseb_opts_s {
   int deflate; /* --deflate: offer permessage-deflate */
   int pad;     /* SSEB_PAD_*: what fills "p" */
   int inflate_all; /* --inflate-every-copy: no cache of inflated messages */
+  int messages_given; /* --messages was given */
+  int rate_given;     /* --rate or --window was given */
+  int ramp;           /* --ramp R0,F,S: step the rate up until deliveries fall behind */
+  double ramp_r0;     /* first step's rate (msg/s) */
+  double ramp_f;      /* factor from one step to the next */
+  double ramp_s;      /* step duration (s) */
+  double ramp_p99_ms; /* --ramp-p99: a step's p99 must stay below this (ms) */
+  double ramp_max_rate;    /* --ramp-max-rate: no step above this target (msg/s) */
+  uint32_t ramp_max_steps; /* --ramp-max-steps */
 } sseb_opts_t;
 
 enum { SSEB_PAD_X, SSEB_PAD_WORDS, SSEB_PAD_RANDOM };
@@ -413,6 +469,15 @@ static void sseb_usage(FILE *f) {
       "                      over the same window, reported apart from the server's\n"
       "  --timeout S         stop S seconds after the last publish, or after S seconds\n"
       "                      without progress; also bounds the connect phase (30)\n"
+      "  --ramp R0,F,S       instead of --rate: publish at R0 msg/s for S seconds, then at\n"
+      "                      R0*F, R0*F^2, ... until a step is not sustained (its\n"
+      "                      deliveries all in within min(S, 1 s) after it, its accepted\n"
+      "                      publish rate >= 95 % of the target, its p99 under\n"
+      "                      --ramp-p99); reports the highest sustained step; --messages\n"
+      "                      is then an upper bound (default: enough for every step)\n"
+      "  --ramp-p99 MS       a sustained step's p99 latency is below MS (1000)\n"
+      "  --ramp-max-steps K  stop the ramp after K steps (30)\n"
+      "  --ramp-max-rate R   stop the ramp before a step above R msg/s (1e6)\n"
       "  --json              also print one JSON line with the results\n",
       f);
 }
@@ -466,6 +531,10 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       {"raw", no_argument, NULL, 'W'},
       {"channels", required_argument, NULL, 'C'},
       {"src-addrs", required_argument, NULL, 'a'},
+      {"ramp", required_argument, NULL, 'G'},
+      {"ramp-p99", required_argument, NULL, 'Q'},
+      {"ramp-max-steps", required_argument, NULL, 'X'},
+      {"ramp-max-rate", required_argument, NULL, 'Y'},
       {"help", no_argument, NULL, 'H'},
       {NULL, 0, NULL, 0},
   };
@@ -481,6 +550,9 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       .timeout_s = 30,
       .channels = 1,
       .ready = -1,
+      .ramp_p99_ms = 1000,
+      .ramp_max_rate = 1e6,
+      .ramp_max_steps = 30,
   };
   int c;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -491,9 +563,46 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       case 'n':
         o->subscribers = (uint32_t)bench_parse_num("--subscribers", optarg, 1, 5000000);
         break;
-      case 'm': o->messages = (uint32_t)bench_parse_num("--messages", optarg, 0, 100000000); break;
-      case 'r': o->rate = bench_parse_num("--rate", optarg, 0, 10000000); break;
-      case 'w': o->window = (uint32_t)bench_parse_num("--window", optarg, 1, 1000000); break;
+      case 'm':
+        o->messages = (uint32_t)bench_parse_num("--messages", optarg, 0, 100000000);
+        o->messages_given = 1;
+        break;
+      case 'r':
+        o->rate = bench_parse_num("--rate", optarg, 0, 10000000);
+        o->rate_given = 1;
+        break;
+      case 'w':
+        o->window = (uint32_t)bench_parse_num("--window", optarg, 1, 1000000);
+        o->rate_given = 1;
+        break;
+      case 'G': {
+        /* R0,F,S: three numbers */
+        const char *names[3] = {"--ramp R0", "--ramp F", "--ramp S"};
+        const double lo[3] = {0.001, 1, 0.01}, hi[3] = {10000000, 100, 3600};
+        double v[3];
+        const char *q = optarg;
+        for (int k = 0; k < 3; k++) {
+          const char *comma = strchr(q, ',');
+          size_t len = comma ? (size_t)(comma - q) : strlen(q);
+          char item[32];
+          if ((comma != NULL) != (k < 2) || len == 0 || len >= sizeof item)
+            bench_die("--ramp takes R0,F,S (e.g. 20,1.25,2), got '%s'", optarg);
+          memcpy(item, q, len);
+          item[len] = '\0';
+          v[k] = bench_parse_num(names[k], item, lo[k], hi[k]);
+          q = comma ? comma + 1 : q + len;
+        }
+        o->ramp = 1;
+        o->ramp_r0 = v[0];
+        o->ramp_f = v[1];
+        o->ramp_s = v[2];
+        break;
+      }
+      case 'Q': o->ramp_p99_ms = bench_parse_num("--ramp-p99", optarg, 0.001, 3600000); break;
+      case 'X':
+        o->ramp_max_steps = (uint32_t)bench_parse_num("--ramp-max-steps", optarg, 1, 1000);
+        break;
+      case 'Y': o->ramp_max_rate = bench_parse_num("--ramp-max-rate", optarg, 0.001, 10000000); break;
       case 'b': o->payload = (uint32_t)bench_parse_num("--payload", optarg, 0, 900000); break;
       case 'k': o->publishers = (uint32_t)bench_parse_num("--publishers", optarg, 1, 64); break;
       case 's':
@@ -610,6 +719,29 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
              "0123456789_.:/-") != clen)
     bench_die("--channel must be 1-255 bytes (with --channels: 1-247) of [A-Za-z0-9_.:/-]");
+  if (o->ramp) {
+    if (o->rate_given)
+      bench_die("--ramp sets the rate itself: drop --rate and --window");
+    if (o->messages_given && o->messages == 0)
+      bench_die("--ramp needs messages: --messages 0 is an idle run");
+    if (o->ramp_r0 > o->ramp_max_rate)
+      bench_die("--ramp R0 %g is over --ramp-max-rate %g", o->ramp_r0, o->ramp_max_rate);
+    o->rate = o->ramp_r0; /* what the JSON key "rate" shows */
+    if (!o->messages_given) {
+      /* enough for every step the limits allow, within SSEB_RAMP_DEFAULT_MAX messages
+       * and SSEB_RAMP_SEEN_BUDGET bytes of delivery bitmaps (N x M / C bits) */
+      uint64_t sum = 0;
+      double r = o->ramp_r0;
+      for (uint32_t k = 0; k < o->ramp_max_steps && r <= o->ramp_max_rate; k++, r *= o->ramp_f)
+        sum += (uint64_t)(r * o->ramp_s) + 2;
+      uint64_t cap = (uint64_t)o->channels * (SSEB_RAMP_SEEN_BUDGET * 8 / o->subscribers);
+      if (cap > SSEB_RAMP_DEFAULT_MAX)
+        cap = SSEB_RAMP_DEFAULT_MAX;
+      o->messages = (uint32_t)(sum < cap ? sum : cap);
+      if (o->messages == 0)
+        o->messages = 1;
+    }
+  }
 }
 
 /* ------------------------------------------------------------------------------------
@@ -705,6 +837,44 @@ typedef struct sseb_pub_s {
   uint32_t head;
   uint32_t tail;
 } sseb_pub_t;
+
+/* One step of --ramp. Its messages are the seqs [first, end), sent while it was the
+ * current step, i.e. in [t_start, t_end); what concerns them is counted up to deadline. */
+typedef struct sseb_step_s {
+  double target;          /* msg/s */
+  uint64_t t_start;       /* scheduled start (CLOCK_MONOTONIC ns): the previous step's t_end */
+  uint64_t t_end;         /* t_start + S */
+  uint64_t deadline;      /* t_end + grace */
+  uint64_t t_cut;         /* SSEB_STEP_CUT: when the ramp stopped during the step */
+  uint32_t first;         /* its seqs: [first, end) */
+  uint32_t end;
+  uint32_t accepted;      /* 2xx publish answers to them received by the deadline */
+  uint32_t answered;      /* publish answers of any status received by the deadline */
+  double lag_sum[2];      /* accepted answers' lag (answer time - due time, ns) summed over */
+  uint32_t lag_n[2];      /* the messages due in the first [0] and second [1] half */
+  double lag_growth;      /* ns: 2 x (mean lag of the second half - of the first), >= 0 */
+  uint64_t expected;      /* deliveries expected for them */
+  uint64_t delivered;     /* of those, arrived by the deadline */
+  uint64_t dlv_start;     /* g.delivered (every message) at the start and at the end */
+  uint64_t dlv_end;
+  long long cpu_start;    /* server schedstat ns there (-1 = unknown) */
+  long long cpu_end;
+  long long gen_start;    /* this process's CPU time (user + system) there, ns */
+  long long gen_end;
+  uint8_t state;          /* SSEB_STEP_* */
+  uint8_t sustained;
+  double achieved;        /* msg/s: accepted / (S + lag_growth) */
+  double dps;             /* deliveries/s: delivered / S */
+  uint64_t p50, p99, max; /* latency of its messages' deliveries by the deadline (ns) */
+  char why[192];          /* why it is not sustained */
+} sseb_step_t;
+
+enum {
+  SSEB_STEP_SENDING, /* the current step: its messages are being sent */
+  SSEB_STEP_ENDED,   /* sending done, awaiting judgement (deliveries, answers, deadline) */
+  SSEB_STEP_JUDGED,  /* sustained or not */
+  SSEB_STEP_CUT      /* not judged: the ramp ended while it ran or before its judgement */
+};
 
 typedef struct sseb_s {
   sseb_opts_t o;
@@ -807,9 +977,77 @@ typedef struct sseb_s {
   long long aux_end_each[SSEB_MAX_PIDS];
 
   const char *stop_reason;
+
+  /* publishing ends at seq pub_end: o.messages, or with --ramp the messages sent once the
+   * ramp stops (expected and ch_msgs are then recomputed for that many) */
+  uint32_t pub_end;
+
+  /* --ramp */
+  sseb_step_t *steps;      /* o.ramp_max_steps entries */
+  uint32_t n_steps;        /* steps started */
+  uint32_t judged;         /* steps judged or cut, in order: steps[judged] is the next */
+  int ramp_sending;        /* steps[n_steps - 1] is SENDING */
+  int32_t best;            /* the last sustained step, -1 = none */
+  uint64_t step_ns;        /* S in ns */
+  uint64_t grace_ns;       /* min(S, 1 s) in ns */
+  bench_hist_t step_lat[2]; /* latency of step k's messages: step_lat[k % 2], reset when
+                               step k starts (step k - 2 is judged by then) */
+  char ramp_end[256];      /* why the ramp ended */
 } sseb_t;
 
 static sseb_t g;
+
+/* Expected deliveries and messages per channel for m messages in all (seqs 0 .. m-1). */
+static void sseb_set_messages(uint32_t m) {
+  uint32_t c = g.o.channels;
+  g.pub_end = m;
+  g.expected = 0;
+  for (uint32_t k = 0; k < c; k++) {
+    /* channel k gets every C-th subscriber and message from k on */
+    g.ch_msgs[k] = m / c + (k < m % c);
+    g.expected += (uint64_t)g.ch_subs[k] * g.ch_msgs[k];
+  }
+}
+
+/* The --ramp step whose messages include seq, or NULL (the steps' seq ranges are
+ * contiguous; the latest ones are the likeliest). */
+static sseb_step_t *sseb_step_of(uint64_t seq) {
+  for (uint32_t i = g.n_steps; i-- > 0;) {
+    sseb_step_t *st = &g.steps[i];
+    if (seq >= st->first)
+      return seq < st->end ? st : NULL;
+  }
+  return NULL;
+}
+
+/* --ramp: one delivery of seq with latency lat (ns) received at now. */
+static void sseb_ramp_delivered(uint64_t seq, uint64_t lat, uint64_t now) {
+  sseb_step_t *st = sseb_step_of(seq);
+  if (st == NULL || st->state >= SSEB_STEP_JUDGED || now > st->deadline)
+    return;
+  st->delivered++;
+  bench_hist_add(&g.step_lat[(size_t)(st - g.steps) % 2], lat);
+}
+
+/* --ramp: when seq of step st is due (the pacing schedule), ns offset from its start. */
+static uint64_t sseb_step_due(const sseb_step_t *st, uint32_t seq) {
+  return (uint64_t)((double)(seq - st->first) * 1e9 / st->target);
+}
+
+/* --ramp: the publish answer for seq (accepted or not) received at now. */
+static void sseb_ramp_answered(uint32_t seq, int ok, uint64_t now) {
+  sseb_step_t *st = sseb_step_of(seq);
+  if (st == NULL || st->state >= SSEB_STEP_JUDGED || now > st->deadline)
+    return;
+  st->answered++;
+  if (ok) {
+    st->accepted++;
+    uint64_t due = sseb_step_due(st, seq);
+    int half = due * 2 >= g.step_ns;
+    st->lag_sum[half] += now > st->t_start + due ? (double)(now - st->t_start - due) : 0.0;
+    st->lag_n[half]++;
+  }
+}
 
 static void sseb_ep_ctl(int op, int fd, uint32_t events, uint32_t tag, uint32_t idx) {
   struct epoll_event ev = {.events = events, .data.u64 = ((uint64_t)tag << 32) | idx};
@@ -1046,6 +1284,8 @@ static void sseb_deliver(sseb_sub_t *s, const char *d, size_t dlen, int has_id,
   s->delivered++;
   g.delivered++;
   bench_hist_add(&g.lat, now - g.t0 - t);
+  if (g.steps != NULL)
+    sseb_ramp_delivered(seq, now - g.t0 - t, now);
   g.t_last_delivery = now;
   g.t_progress = now;
   if ((int64_t)seq > s->max_seq) {
@@ -1592,7 +1832,9 @@ static int sseb_ws_feed(sseb_sub_t *s, const char *p, size_t n, uint64_t now) {
       return sseb_ws_fail(s, "frame over the size limit");
     return 0;
   }
-  if (bench_buf_append(&s->carry, p, n, g.line_max + 14) != 0)
+  /* the carry (at most one partial frame) plus this whole read, which may hold many
+   * small frames after it: the frame size itself is checked by bench_ws_frame_head */
+  if (bench_buf_append(&s->carry, p, n, g.line_max + 14 + SSEB_READ_CHUNK) != 0)
     return sseb_ws_fail(s, "frame over the size limit");
   if (sseb_ws_frames(s, (const uint8_t *)s->carry.p, s->carry.len, &used, now) != 0)
     return -1;
@@ -1883,6 +2125,8 @@ static void sseb_pub_answer(sseb_pub_t *p, int status, const char *body, size_t 
   uint32_t seq = p->fifo[p->head++];
   g.answered++;
   g.t_progress = bench_now();
+  if (g.steps != NULL)
+    sseb_ramp_answered(seq, status >= 200 && status <= 299, g.t_progress);
   if (status < 200 || status > 299) { /* tutti and the peers answer 200, nchan 201/202 */
     g.failed[seq] = 1;
     g.publish_errors++;
@@ -2007,8 +2251,228 @@ static uint64_t sseb_due(uint32_t seq) {
   return g.t_first_publish + (uint64_t)((double)seq * 1e9 / g.o.rate);
 }
 
+/* ------------------------------------------------------------------------------------
+ * Ramp (--ramp R0,F,S)
+ * ---------------------------------------------------------------------------------- */
+
+/* Server CPU time in ns summed over --server-pid (schedstat), or -1. */
+static long long sseb_server_ns(void) {
+  if (!g.o.server_pid)
+    return -1;
+  long long ticks, ns, each[SSEB_MAX_PIDS];
+  sseb_pids_cpu(g.o.server_pids, g.o.n_server_pids, &ticks, &ns, each);
+  return ns;
+}
+
+/* This process's CPU time (user + system) in ns. */
+static long long sseb_self_ns(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0)
+    return -1;
+  return ((long long)ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000LL +
+         ((long long)ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000LL;
+}
+
+/* Starts step g.n_steps at t_start with the given target rate; cpu and gen are the
+ * server's and this process's CPU time now. */
+static void sseb_ramp_start_step(double target, uint64_t t_start, long long cpu, long long gen) {
+  sseb_step_t *st = &g.steps[g.n_steps];
+  *st = (sseb_step_t){.target = target, .t_start = t_start};
+  st->t_end = t_start + g.step_ns;
+  st->deadline = st->t_end + g.grace_ns;
+  st->first = st->end = g.next_seq;
+  st->dlv_start = g.delivered;
+  st->cpu_start = cpu;
+  st->cpu_end = -1;
+  st->gen_start = gen;
+  st->gen_end = -1;
+  memset(&g.step_lat[g.n_steps % 2], 0, sizeof g.step_lat[0]);
+  g.n_steps++;
+  g.ramp_sending = 1;
+}
+
+/* No more steps: the step still sending (if any) is cut, publishing ends at the messages
+ * sent so far. The first reason given is kept unless `override` (a step not sustained
+ * ends the ramp even when the limits had already stopped the sending). */
+static void sseb_ramp_stop(uint64_t now, int override, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void sseb_ramp_stop(uint64_t now, int override, const char *fmt, ...) {
+  if (override || g.ramp_end[0] == '\0') {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g.ramp_end, sizeof g.ramp_end, fmt, ap);
+    va_end(ap);
+  }
+  if (g.ramp_sending) {
+    sseb_step_t *st = &g.steps[g.n_steps - 1];
+    st->state = SSEB_STEP_CUT;
+    st->t_cut = now;
+    st->dlv_end = g.delivered;
+    g.ramp_sending = 0;
+  }
+  sseb_set_messages(g.next_seq);
+}
+
+/* Judges, in order, the ended steps whose figures are complete (every delivery and
+ * answer in) or whose deadline has passed; with `force` every ended step. The first
+ * step not sustained ends the ramp; the steps after it are left unjudged (CUT). */
+static void sseb_ramp_judge(uint64_t now, int force) {
+  while (g.judged < g.n_steps) {
+    uint32_t i = g.judged;
+    sseb_step_t *st = &g.steps[i];
+    if (st->state == SSEB_STEP_CUT) {
+      g.judged++;
+      continue;
+    }
+    if (st->state != SSEB_STEP_ENDED)
+      return;
+    uint32_t sent = st->end - st->first;
+    int complete = st->delivered == st->expected && st->answered == sent;
+    if (!complete && now < st->deadline && !force)
+      return;
+    const bench_hist_t *h = &g.step_lat[i % 2];
+    st->p50 = bench_hist_quantile(h, 0.50);
+    st->p99 = bench_hist_quantile(h, 0.99);
+    st->max = h->max;
+    /* Publish throughput: the answers' lag growing by D over the step means the server
+     * answered its messages in S + D (a constant lag, however long, costs nothing). */
+    st->lag_growth = 0;
+    if (st->lag_n[0] && st->lag_n[1]) {
+      double d = 2 * (st->lag_sum[1] / st->lag_n[1] - st->lag_sum[0] / st->lag_n[0]);
+      st->lag_growth = d > 0 ? d : 0;
+    }
+    st->achieved = (double)st->accepted * 1e9 / ((double)g.step_ns + st->lag_growth);
+    st->dps = (double)st->delivered * 1e9 / (double)g.step_ns;
+    char *w = st->why;
+    size_t cap = sizeof st->why, len = 0;
+#define SSEB_WHY(...)                                                                       \
+  do {                                                                                     \
+    if (len < cap)                                                                         \
+      len += (size_t)snprintf(w + len, cap - len, "%s", len ? "; " : "");                  \
+    if (len < cap)                                                                         \
+      len += (size_t)snprintf(w + len, cap - len, __VA_ARGS__);                            \
+  } while (0)
+    if (sent == 0)
+      SSEB_WHY("nothing sent (the load generator fell behind)");
+    if (st->delivered < st->expected)
+      SSEB_WHY("%" PRIu64 " of %" PRIu64 " deliveries within %.3g s", st->delivered,
+               st->expected, (double)g.grace_ns / 1e9);
+    if (st->achieved < SSEB_RAMP_ACHIEVED * st->target)
+      SSEB_WHY("achieved %.1f < %.0f %% of %.1f msg/s (%" PRIu32 " of %" PRIu32
+               " accepted in time, answer lag grew %.1f ms)",
+               st->achieved, SSEB_RAMP_ACHIEVED * 100, st->target, st->accepted, sent,
+               st->lag_growth / 1e6);
+    if (bench_ms(st->p99) >= g.o.ramp_p99_ms)
+      SSEB_WHY("p99 %.1f ms >= %g ms", bench_ms(st->p99), g.o.ramp_p99_ms);
+#undef SSEB_WHY
+    st->sustained = st->why[0] == '\0';
+    st->state = SSEB_STEP_JUDGED;
+    g.judged++;
+    if (st->sustained) {
+      g.best = (int32_t)i;
+      continue;
+    }
+    sseb_ramp_stop(now, 1, "step %" PRIu32 " (%.1f msg/s) not sustained", i + 1, st->target);
+    for (uint32_t k = i + 1; k < g.n_steps; k++)
+      if (g.steps[k].state == SSEB_STEP_ENDED)
+        g.steps[k].state = SSEB_STEP_CUT;
+    g.judged = g.n_steps;
+    return;
+  }
+}
+
+/* Steps still to come or to judge. */
+static int sseb_ramp_pending(void) {
+  return g.steps != NULL && (g.ramp_sending || g.judged < g.n_steps);
+}
+
+/* The first step, at once. */
+static void sseb_ramp_begin(void) {
+  sseb_ramp_start_step(g.o.ramp_r0, bench_now(), sseb_server_ns(), sseb_self_ns());
+}
+
+/* Sends the messages of step st that are due (all those left with `all`, as when the
+ * step is over and the load generator was late). Returns when the next is due, or
+ * UINT64_MAX when none is left in the step (or no publisher). */
+static uint64_t sseb_ramp_send(sseb_step_t *st, int all) {
+  while (g.next_seq < g.o.messages) {
+    uint64_t due = st->t_start + sseb_step_due(st, g.next_seq);
+    if (due >= st->t_end)
+      break;
+    if (!all && due > bench_now())
+      return due;
+    uint32_t seq = g.next_seq;
+    if (sseb_publish_next() != 0)
+      break;
+    st->end = g.next_seq;
+    st->expected += g.ch_subs[seq % g.o.channels];
+  }
+  return UINT64_MAX;
+}
+
+/* Ramp pacing: ends the current step at its end (starting the next unless a limit says
+ * stop), judges what can be judged, sends the current step's messages that are due and
+ * arms the timer for the next of: a message due, the step's end, a judgement deadline. */
+static void sseb_ramp_pump(void) {
+  uint64_t now = bench_now();
+  for (;;) {
+    sseb_ramp_judge(now, 0);
+    if (!g.ramp_sending)
+      break;
+    sseb_step_t *st = &g.steps[g.n_steps - 1];
+    if (now < st->t_end)
+      break;
+    sseb_ramp_send(st, 1); /* what the loop was too late for is due anyway */
+    long long cpu = sseb_server_ns(), gen = sseb_self_ns();
+    st->state = SSEB_STEP_ENDED;
+    st->dlv_end = g.delivered;
+    st->cpu_end = cpu;
+    st->gen_end = gen;
+    g.ramp_sending = 0;
+    double next = st->target * g.o.ramp_f;
+    uint64_t need = (uint64_t)(next * g.o.ramp_s) + 2;
+    if (g.n_steps == g.o.ramp_max_steps)
+      sseb_ramp_stop(now, 0, "--ramp-max-steps %" PRIu32 " reached", g.o.ramp_max_steps);
+    else if (next > g.o.ramp_max_rate)
+      sseb_ramp_stop(now, 0, "the next step's target %.1f msg/s is over --ramp-max-rate %g", next,
+                     g.o.ramp_max_rate);
+    else if (g.next_seq + need > g.o.messages)
+      sseb_ramp_stop(now, 0, "the next step would exceed --messages %" PRIu32, g.o.messages);
+    else
+      sseb_ramp_start_step(next, st->t_end, cpu, gen);
+  }
+  uint64_t wake = UINT64_MAX;
+  if (g.ramp_sending) {
+    sseb_step_t *st = &g.steps[g.n_steps - 1];
+    uint64_t due = sseb_ramp_send(st, 0);
+    wake = due < st->t_end ? due : st->t_end;
+  }
+  if (g.judged < g.n_steps && g.steps[g.judged].state == SSEB_STEP_ENDED &&
+      g.steps[g.judged].deadline < wake)
+    wake = g.steps[g.judged].deadline;
+  if (wake != UINT64_MAX) {
+    struct itimerspec its = {
+        .it_value = {.tv_sec = (time_t)(wake / BENCH_NS), .tv_nsec = (long)(wake % BENCH_NS)}};
+    timerfd_settime(g.tfd, TFD_TIMER_ABSTIME, &its, NULL);
+  }
+}
+
+/* After the run: a step still sending is cut, the ended ones are judged with what came. */
+static void sseb_ramp_finish(void) {
+  if (g.steps == NULL)
+    return;
+  uint64_t now = bench_now();
+  if (g.ramp_sending)
+    sseb_ramp_stop(now, 0, "the run stopped: %s", g.stop_reason ? g.stop_reason : "-");
+  sseb_ramp_judge(now, 1);
+}
+
 /* Sends every message that may go now; in rate mode arms the timer for the next one. */
 static void sseb_pump(void) {
+  if (g.steps != NULL) {
+    sseb_ramp_pump();
+    return;
+  }
   while (g.next_seq < g.o.messages) {
     if (g.o.rate > 0) {
       if (g.next_seq > 0 && bench_now() < sseb_due(g.next_seq))
@@ -2076,12 +2540,15 @@ static int sseb_connect_all(char *buf) {
 /* Publish and drain phase; sets g.stop_reason. */
 static void sseb_run(char *buf) {
   uint64_t tmo = (uint64_t)(g.o.timeout_s * 1e9);
-  uint64_t expected = g.expected;
   g.t_progress = bench_now();
+  if (g.steps != NULL)
+    sseb_ramp_begin();
   sseb_pump();
   for (;;) {
     uint64_t now = bench_now();
-    if (g.delivered == expected) {
+    /* with --ramp, g.expected and g.pub_end are final once no step is pending */
+    int pending = sseb_ramp_pending();
+    if (g.delivered == g.expected && !pending) {
       g.stop_reason = "all delivered";
       return;
     }
@@ -2089,15 +2556,15 @@ static void sseb_run(char *buf) {
       g.stop_reason = "every subscriber closed";
       return;
     }
-    if (g.pubs_alive == 0 && g.next_seq < g.o.messages) {
+    if (g.pubs_alive == 0 && g.next_seq < g.pub_end) {
       g.stop_reason = "no publisher connection left";
       return;
     }
-    if (g.next_seq == g.o.messages && now >= g.t_last_publish + tmo) {
+    if (g.next_seq == g.pub_end && !pending && now >= g.t_last_publish + tmo) {
       g.stop_reason = "timeout after the last publish";
       return;
     }
-    if (g.next_seq < g.o.messages && now >= g.t_progress + tmo) {
+    if (g.next_seq < g.pub_end && now >= g.t_progress + tmo) {
       g.stop_reason = "no progress (timeout)";
       return;
     }
@@ -2189,6 +2656,118 @@ static void sseb_bprintf(bench_buf_t *b, const char *fmt, ...) {
   b->len += (size_t)n;
 }
 
+/* Server CPU per delivery of a step in us (its start to its end / deliveries received
+ * meanwhile), or -1. */
+static double sseb_step_cpu_us(const sseb_step_t *st) {
+  if (st->cpu_start < 0 || st->cpu_end < 0 || st->dlv_end <= st->dlv_start)
+    return -1.0;
+  return (double)(st->cpu_end - st->cpu_start) / 1e3 / (double)(st->dlv_end - st->dlv_start);
+}
+
+/* CPU time between two readings in ns as a percentage of one CPU over S, or -1. */
+static double sseb_step_pct(long long start, long long end) {
+  return start >= 0 && end >= start ? (double)(end - start) * 100.0 / (double)g.step_ns : -1.0;
+}
+
+/* The --ramp lines of the table: one per step, the end and the highest sustained step. */
+static void sseb_report_ramp(void) {
+  const sseb_opts_t *o = &g.o;
+  printf("  ramp               %g msg/s x%g every %g s; sustained = every delivery within "
+         "%.3g s after the step, achieved >= %.0f %% of target, p99 < %g ms\n",
+         o->ramp_r0, o->ramp_f, o->ramp_s, (double)g.grace_ns / 1e9, SSEB_RAMP_ACHIEVED * 100,
+         o->ramp_p99_ms);
+  printf("    step   target/s achieved/s lag+ms    sent deliveries/s    p50 ms    p99 ms    max ms "
+         "us/dlv srv%% gen%%  sustained\n");
+  for (uint32_t i = 0; i < g.n_steps; i++) {
+    const sseb_step_t *st = &g.steps[i];
+    uint32_t sent = st->end - st->first;
+    if (st->state != SSEB_STEP_JUDGED) {
+      char when[64] = "";
+      if (st->t_cut)
+        snprintf(when, sizeof when, ", cut %.3f s in", (double)(st->t_cut - st->t_start) / 1e9);
+      printf("    %4" PRIu32 " %10.1f %10s %6s %7" PRIu32 " %13s %9s %9s %9s %6s %4s %4s  - (not "
+             "judged: the ramp ended%s)\n",
+             i + 1, st->target, "-", "-", sent, "-", "-", "-", "-", "-", "-", "-", when);
+      continue;
+    }
+    double cpu = sseb_step_cpu_us(st), srv = sseb_step_pct(st->cpu_start, st->cpu_end),
+           gen = sseb_step_pct(st->gen_start, st->gen_end);
+    char cpus[32] = "-", srvs[16] = "-", gens[16] = "-";
+    if (cpu >= 0)
+      snprintf(cpus, sizeof cpus, "%.3f", cpu);
+    if (srv >= 0)
+      snprintf(srvs, sizeof srvs, "%.0f", srv);
+    if (gen >= 0)
+      snprintf(gens, sizeof gens, "%.0f", gen);
+    printf("    %4" PRIu32 " %10.1f %10.1f %6.1f %7" PRIu32 " %13.0f %9.3f %9.3f %9.3f %6s %4s %4s  %s%s\n",
+           i + 1, st->target, st->achieved, st->lag_growth / 1e6, sent, st->dps, bench_ms(st->p50),
+           bench_ms(st->p99),
+           bench_ms(st->max), cpus, srvs, gens, st->sustained ? "yes" : "no: ", st->why);
+  }
+  printf("  ramp end           %s\n", g.ramp_end[0] ? g.ramp_end : "-");
+  if (g.best >= 0) {
+    const sseb_step_t *b = &g.steps[g.best];
+    printf("  highest sustained  %.0f deliveries/s, %.1f msg/s (step %" PRId32 ", target %.1f "
+           "msg/s, p99 %.3f ms)\n",
+           b->dps, b->achieved, g.best + 1, b->target, bench_ms(b->p99));
+  } else {
+    printf("  highest sustained  none (the first step, %g msg/s, was not sustained)\n", o->ramp_r0);
+  }
+}
+
+/* Appends the "ramp" object of the JSON line (null without --ramp). */
+static void sseb_json_ramp(bench_buf_t *b) {
+  const sseb_opts_t *o = &g.o;
+  if (!o->ramp) {
+    sseb_buf_puts(b, ",\"ramp\":null");
+    return;
+  }
+  sseb_bprintf(b,
+               ",\"ramp\":{\"r0\":%g,\"factor\":%g,\"step_s\":%g,\"grace_s\":%g,"
+               "\"p99_limit_ms\":%g,\"max_steps\":%" PRIu32 ",\"max_rate\":%g,\"steps\":[",
+               o->ramp_r0, o->ramp_f, o->ramp_s, (double)g.grace_ns / 1e9, o->ramp_p99_ms,
+               o->ramp_max_steps, o->ramp_max_rate);
+  int first = 1;
+  for (uint32_t i = 0; i < g.n_steps; i++) {
+    const sseb_step_t *st = &g.steps[i];
+    if (st->state != SSEB_STEP_JUDGED)
+      continue;
+    double cpu = sseb_step_cpu_us(st), srv = sseb_step_pct(st->cpu_start, st->cpu_end),
+           gen = sseb_step_pct(st->gen_start, st->gen_end);
+    char cpus[32] = "null", srvs[32] = "null", gens[32] = "null";
+    if (cpu >= 0)
+      snprintf(cpus, sizeof cpus, "%.1f", cpu * 1e3);
+    if (srv >= 0)
+      snprintf(srvs, sizeof srvs, "%.1f", srv);
+    if (gen >= 0)
+      snprintf(gens, sizeof gens, "%.1f", gen);
+    sseb_bprintf(b,
+                 "%s{\"step\":%" PRIu32 ",\"target\":%.3f,\"achieved\":%.3f,\"sent\":%" PRIu32
+                 ",\"accepted\":%" PRIu32 ",\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64
+                 ",\"answer_lag_growth_ms\":%.3f"
+                 ",\"deliveries_per_s\":%.1f,\"p50\":%.4f,\"p99\":%.4f,\"max\":%.4f"
+                 ",\"cpu_ns_per_delivery\":%s,\"server_cpu_pct\":%s,\"loadgen_cpu_pct\":%s"
+                 ",\"sustained\":%s,\"why\":\"%s\"}",
+                 first ? "" : ",", i + 1, st->target, st->achieved, st->end - st->first,
+                 st->accepted, st->expected, st->delivered, st->lag_growth / 1e6, st->dps,
+                 bench_ms(st->p50),
+                 bench_ms(st->p99), bench_ms(st->max), cpus, srvs, gens,
+                 st->sustained ? "true" : "false", st->why);
+    first = 0;
+  }
+  sseb_bprintf(b, "],\"steps_started\":%" PRIu32 ",\"end\":\"%s\"", g.n_steps, g.ramp_end);
+  if (g.best >= 0) {
+    const sseb_step_t *bs = &g.steps[g.best];
+    sseb_bprintf(b,
+                 ",\"sustained_step\":%" PRId32 ",\"sustained_target\":%.3f"
+                 ",\"sustained_msgs_per_s\":%.3f,\"sustained_deliveries_per_s\":%.1f}",
+                 g.best + 1, bs->target, bs->achieved, bs->dps);
+  } else {
+    sseb_buf_puts(b, ",\"sustained_step\":null,\"sustained_target\":null,"
+                     "\"sustained_msgs_per_s\":null,\"sustained_deliveries_per_s\":null}");
+  }
+}
+
 static void sseb_report(void) {
   const sseb_opts_t *o = &g.o;
   uint64_t expected = g.expected;
@@ -2225,9 +2804,12 @@ static void sseb_report(void) {
   double rss_per_sub = have_rss ? (double)(g.rss_connected - g.rss_before) / o->subscribers : 0.0;
   double rss_per_conn_b = rss_per_sub * 1024.0;
   int idle = o->messages == 0;
-  char rate[48];
+  char rate[96];
   if (idle)
     snprintf(rate, sizeof rate, "- (idle run: connect only)");
+  else if (o->ramp)
+    snprintf(rate, sizeof rate, "ramp %g/s x%g every %g s (M = upper bound)", o->ramp_r0,
+             o->ramp_f, o->ramp_s);
   else if (o->rate > 0)
     snprintf(rate, sizeof rate, "%g/s", o->rate);
   else
@@ -2279,6 +2861,8 @@ static void sseb_report(void) {
       printf("  id mismatches      %" PRIu64 "\n", g.id_mismatch);
     if (o->channels > 1 || g.wrong_channel)
       printf("  wrong channel      %" PRIu64 "\n", g.wrong_channel);
+    if (o->ramp)
+      sseb_report_ramp();
   }
   double ws_wire = g.ws_msgs ? (double)g.ws_msg_wire / (double)g.ws_msgs : 0.0;
   double ws_json = g.ws_msgs ? (double)g.ws_msg_json / (double)g.ws_msgs : 0.0;
@@ -2431,8 +3015,12 @@ static void sseb_report(void) {
       sseb_bprintf(&j, ",\"engineio_pings\":%" PRIu64, g.sio_pings);
     bench_buf_t multi = {0};
     sseb_json_multi(&multi);
-    sseb_bprintf(&j, "%s}\n", multi.p);
+    sseb_bprintf(&j, "%s", multi.p);
     bench_buf_free(&multi);
+    /* last: its per-step keys (deliveries_per_s, sent, p50, ...) repeat top-level ones,
+     * which a first-match lookup thus still finds first */
+    sseb_json_ramp(&j);
+    sseb_buf_puts(&j, "}\n");
     fwrite(j.p, 1, j.len, stdout);
     bench_buf_free(&j);
   }
@@ -2482,12 +3070,14 @@ static void sseb_setup(void) {
   }
   g.ch_subs = bench_xcalloc(c, sizeof *g.ch_subs);
   g.ch_msgs = bench_xcalloc(c, sizeof *g.ch_msgs);
-  g.expected = 0;
-  for (uint32_t k = 0; k < c; k++) {
-    /* channel k gets every C-th subscriber and message from k on */
+  for (uint32_t k = 0; k < c; k++)
     g.ch_subs[k] = o->subscribers / c + (k < o->subscribers % c);
-    g.ch_msgs[k] = o->messages / c + (k < o->messages % c);
-    g.expected += (uint64_t)g.ch_subs[k] * g.ch_msgs[k];
+  sseb_set_messages(o->messages);
+  if (o->ramp) {
+    g.steps = bench_xcalloc(o->ramp_max_steps, sizeof *g.steps);
+    g.best = -1;
+    g.step_ns = (uint64_t)(o->ramp_s * 1e9);
+    g.grace_ns = g.step_ns < SSEB_RAMP_GRACE_MAX_NS ? g.step_ns : SSEB_RAMP_GRACE_MAX_NS;
   }
   g.subs = bench_xcalloc(o->subscribers, sizeof *g.subs);
   for (uint32_t i = 0; i < o->subscribers; i++)
@@ -2602,6 +3192,7 @@ int main(int argc, char **argv) {
     sseb_pids_cpu(g.o.aux_pids, g.o.n_aux_pids, &g.aux_ticks_start, &g.aux_start,
                   g.aux_start_each);
   sseb_run(buf);
+  sseb_ramp_finish();
   /* Collect the publish answers still in flight (bounded), so the counts are final. */
   uint64_t grace = bench_now() + BENCH_NS;
   while (g.answered < g.next_seq && g.pubs_alive > 0 && bench_now() < grace)
