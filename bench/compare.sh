@@ -10,10 +10,11 @@
 # started by bench/peers/peers.sh; a fresh server for every run.
 #
 # Workloads (docs/BENCHMARKS.md says what each figure means):
-#   fanout-1k, fanout-10k  1 channel, N WebSocket subscribers (Socket.IO for socketio);
-#                          the publisher keeps W messages in flight, so the rate rises until
-#                          deliveries fall behind: deliveries/s sustained, server CPU per
-#                          delivery
+#   ramp-1k, ramp-10k      1 channel, N WebSocket subscribers (Socket.IO for socketio); the
+#                          publish rate rises by half every second until deliveries fall
+#                          behind (ssebench --ramp): the highest sustained deliveries/s
+#   fanout-1k, fanout-10k  the same subscribers with 8 messages in flight: server CPU per
+#                          delivery under load
 #   latency-10k            N = 10000, a fixed rate every server sustains: p50/p99/max
 #   sse-1k                 as fanout-1k over SSE (tutti, nchan, bun)
 #   channels               10000 subscribers on 1000 channels, publishes spread over them
@@ -57,8 +58,10 @@ LAT_RATE=${BENCH_LAT_RATE:-5}
 TMO=20
 if [ "$quick" = 1 ]; then
   N1=50 N2=200 M1=20 M2=10 NCH=400 CH=40 MCH=200 NIDLE=300 MLAT=10 NFLOOR2=200 MFLOOR=20 ROOMS=4 JAMS=2
+  RAMP1=(--ramp 20,2,0.5 --ramp-max-steps 3) RAMP2=(--ramp 5,2,0.5 --ramp-max-steps 3)
 else
   N1=1000 N2=10000 M1=2000 M2=200 NCH=10000 CH=1000 MCH=20000 NIDLE=18000 MLAT=50 NFLOOR2=9000 MFLOOR=200 ROOMS=100 JAMS=10
+  RAMP1=(--ramp 50,1.5,1) RAMP2=(--ramp 5,1.5,1)
 fi
 
 for s in $SERVERS; do
@@ -127,7 +130,8 @@ summary() {
     echo "connect $(jget connect_s "$1") s, $(jget rss_per_conn_bytes "$1") B/conn"
   else
     echo "$(jget delivered "$1")/$(jget expected "$1") delivered, $(fmt_k "$(jget deliveries_per_s "$1")")/s," \
-      "p50 $(jget p50 "$1") p99 $(jget p99 "$1") ms, $(cpu_of "$1") CPU/delivery"
+      "p50 $(jget p50 "$1") p99 $(jget p99 "$1") ms, $(cpu_of "$1") CPU/delivery" \
+      "$(v=$(jget sustained_deliveries_per_s "$1"); [ -n "$v" ] && echo "; highest sustained $(fmt_k "$v")/s")"
   fi
 }
 
@@ -175,6 +179,14 @@ floor_run "$N1"
 floor1_single=$floor_single floor1_coal=$floor_coal
 floor_run "$NFLOOR2"
 floor2_single=$floor_single floor2_coal=$floor_coal
+
+echo
+echo "== ramp-1k: 1 channel, $N1 WebSocket subscribers, rate ramped (${RAMP1[*]})"
+for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" ramp-1k --subscribers "$N1" "${RAMP1[@]}"; done
+
+echo
+echo "== ramp-10k: 1 channel, $N2 WebSocket subscribers, rate ramped (${RAMP2[*]})"
+for s in $SERVERS; do run "$s" "$(transport_of "$s" ws)" ramp-10k --subscribers "$N2" "${RAMP2[@]}" --src-addrs 4; done
 
 echo
 echo "== fanout-1k: 1 channel, $N1 WebSocket subscribers, $M1 messages, 8 in flight"
@@ -236,9 +248,11 @@ row() { # row TITLE LABEL FIELD KIND
   for s in $SERVERS; do line="$line $(cell "$s" "$2" "$3" "$4") |"; done
   echo "$line"
 }
-row "fanout $N1 subs: deliveries/s" fanout-1k deliveries_per_s k
+row "fanout $N1 subs, rate ramped: highest sustained deliveries/s" ramp-1k sustained_deliveries_per_s k
+row "fanout $N2 subs, rate ramped: highest sustained deliveries/s" ramp-10k sustained_deliveries_per_s k
+row "fanout $N1 subs, 8 in flight: deliveries/s" fanout-1k deliveries_per_s k
 row "fanout $N1 subs: server CPU ns/delivery" fanout-1k cpu_ns_per_delivery n
-row "fanout $N2 subs: deliveries/s" fanout-10k deliveries_per_s k
+row "fanout $N2 subs, 8 in flight: deliveries/s" fanout-10k deliveries_per_s k
 row "fanout $N2 subs: server CPU ns/delivery" fanout-10k cpu_ns_per_delivery n
 row "latency $N2 subs @ $LAT_RATE msg/s: p50 ms" latency-10k p50 n
 row "latency $N2 subs @ $LAT_RATE msg/s: p99 ms" latency-10k p99 n
