@@ -718,3 +718,10 @@ void bench_raise_nofile(uint64_t need, const char *hint) {
     bench_die("%" PRIu64 " descriptors needed but RLIMIT_NOFILE is %llu (hard limit)%s", need,
               (unsigned long long)rl.rlim_cur, hint);
 }
+
+size_t bench_eio_pong(const char *p, size_t n, char *out, size_t cap) {
+  size_t len = n < cap ? n : cap;
+  memcpy(out, p, len);
+  if (len > 0) out[0] = '3';
+  return len;
+}

@@ -136,6 +136,10 @@ int bench_sio_event(const char *p, size_t n, const char **name, size_t *nlen, co
  * the arguments, e.g. `"room",{..}` or one payload), or -1. */
 int bench_sio_arg(const char *rest, size_t rlen, const char **arg, size_t *alen);
 
+/* The Engine.IO pong answering ping packet [p, p+n) (`2` + optional data): the same
+ * data behind `3`, cut to `cap` bytes. Returns its length. */
+size_t bench_eio_pong(const char *p, size_t n, char *out, size_t cap);
+
 /* ------------------------------------------------------------------------------------
  * HTTP response head
  * ---------------------------------------------------------------------------------- */

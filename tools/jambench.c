@@ -832,11 +832,8 @@ static void jamb_sio_text(jamb_conn_t *c, const char *p, size_t n, uint64_t now)
       return;
     case '2': { /* ping: answer pong with the same data */
       char pong[128];
-      size_t pl = n < sizeof pong ? n : sizeof pong;
-      memcpy(pong, p, pl);
-      pong[0] = '3';
       g.sio_pings++;
-      jamb_ws_send_text(c, pong, pl);
+      jamb_ws_send_text(c, pong, bench_eio_pong(p, n, pong, sizeof pong));
       return;
     }
     case '1': jamb_conn_close(c, "Engine.IO close packet from the server"); return;

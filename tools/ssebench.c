@@ -1571,11 +1571,8 @@ static int sseb_sio_text(sseb_sub_t *s, const char *p, size_t n, size_t wire, in
       return sseb_ws_send_text(s, "40", 2);
     case '2': { /* ping: answer pong with the same data */
       char pong[128];
-      size_t pl = n < sizeof pong ? n : sizeof pong;
-      memcpy(pong, p, pl);
-      pong[0] = '3';
       g.sio_pings++;
-      return sseb_ws_send_text(s, pong, pl);
+      return sseb_ws_send_text(s, pong, bench_eio_pong(p, n, pong, sizeof pong));
     }
     case '1':
       sseb_sub_close(s, "Engine.IO close packet from the server");

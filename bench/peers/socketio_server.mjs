@@ -20,43 +20,24 @@
 //   client -> 42["relay","<room>",<data>] socket.to(room).emit('relay', data): everyone
 //   in the room but the sender gets 42["relay",<data>] (the sender need not have joined).
 
-import http from 'node:http';
 import { Server } from 'socket.io';
+
+import { publishServer } from './publish_http.mjs';
 
 const host = process.env.HOST || '127.0.0.1';
 const port = Number(process.env.PORT || 8080);
 
-const PUBLISH = /^\/publish\/([A-Za-z0-9._~-]+)$/;
-
-const httpServer = http.createServer((req, res) => {
-  const m = req.method === 'POST' && PUBLISH.exec(req.url);
-  if (!m) {
-    // socket.io answers its own /socket.io/ requests before this listener runs.
-    res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 9 });
-    res.end('not found');
-    return;
+// Socket.IO users emit objects: the payload is parsed (false: not JSON, answered 400).
+const httpServer = publishServer((channel, body) => {
+  let payload;
+  try {
+    payload = JSON.parse(body);
+  } catch {
+    return false;
   }
-  const channel = m[1];
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    let payload;
-    try {
-      payload = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-    } catch {
-      res.writeHead(400, { 'Content-Type': 'text/plain', 'Content-Length': 8 });
-      res.end('bad json');
-      return;
-    }
-    io.to(channel).emit('message', payload);
-    res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': 2 });
-    res.end('ok');
-  });
+  io.to(channel).emit('message', payload);
+  return true;
 });
-// Publishers keep one connection for the whole run.
-httpServer.keepAliveTimeout = 0;
-httpServer.headersTimeout = 0;
-httpServer.requestTimeout = 0;
 
 const io = new Server(httpServer, {
   transports: ['websocket'],

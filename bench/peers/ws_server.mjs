@@ -11,43 +11,23 @@
 // Channel names in paths: [A-Za-z0-9._~-]+ (taken as they are, no percent-decoding); any
 // other path answers 404.
 
-import http from 'node:http';
 import { WebSocketServer } from 'ws';
+
+import { publishServer } from './publish_http.mjs';
 
 const host = process.env.HOST || '127.0.0.1';
 const port = Number(process.env.PORT || 8080);
 
-const PUBLISH = /^\/publish\/([A-Za-z0-9._~-]+)$/;
 const SUBSCRIBE = /^\/ws\/([A-Za-z0-9._~-]+)$/;
 
 /** @type {Map<string, Set<import('ws').WebSocket>>} */
 const channels = new Map();
 
-const httpServer = http.createServer((req, res) => {
-  const m = req.method === 'POST' && PUBLISH.exec(req.url);
-  if (!m) {
-    res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 9 });
-    res.end('not found');
-    return;
-  }
-  const channel = m[1];
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    // A string, so that ws sends a text frame.
-    const body = Buffer.concat(chunks).toString('utf8');
-    const subs = channels.get(channel);
-    if (subs) {
-      for (const ws of subs) ws.send(body);
-    }
-    res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': 2 });
-    res.end('ok');
-  });
+// The body stays a string, so that ws sends a text frame.
+const httpServer = publishServer((channel, body) => {
+  const subs = channels.get(channel);
+  if (subs) for (const ws of subs) ws.send(body);
 });
-// Publishers keep one connection for the whole run.
-httpServer.keepAliveTimeout = 0;
-httpServer.headersTimeout = 0;
-httpServer.requestTimeout = 0;
 
 const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 1 << 20 });
 

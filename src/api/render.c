@@ -96,20 +96,14 @@ typedef struct render_target_s {
 
 static void render__published(void *ctx, int status, const engine_pos_t *pos) {
   (void)pos;
-  const char *what = ctx;
+  const char *what = ctx; /* the encoding, or "audio_error" */
   if (status != 0)
     tt_log(TT_LOG_ERROR, "render.publish_failed", "a render's message was not accepted by the engine",
-           "\"event\":\"%s\",\"status\":%d", what, status);
+           "\"what\":\"%s\",\"status\":%d", what, status);
 }
 
 static void render__done(void *ctx, const char *id, const audio_job_result_t *r) {
   render_target_t *t = ctx;
-  static const char *const events[AUDIO_ENC_COUNT] = {
-      [AUDIO_ENC_OPUS] = "audio_buffer.opus",
-      [AUDIO_ENC_PCM16] = "audio_buffer.pcm16",
-      [AUDIO_ENC_JSON] = "audio_buffer.json",
-      [AUDIO_ENC_JSON16] = "audio_buffer.json16",
-  };
   if (r->status == 0) {
     obs_inc(OBS_RENDERS);
     obs_add(OBS_RENDER_AUDIO_MS, (uint64_t)((double)r->pcm->frames * 1000.0 / r->pcm->sample_rate));
@@ -120,9 +114,12 @@ static void render__done(void *ctx, const char *id, const audio_job_result_t *r)
            id, t->channel, (double)r->pcm->frames / r->pcm->sample_rate, r->render_seconds, r->encode_seconds,
            r->encoded[AUDIO_ENC_OPUS].len, r->encoded[AUDIO_ENC_PCM16].len, r->encoded[AUDIO_ENC_JSON].len,
            r->encoded[AUDIO_ENC_JSON16].len);
-    for (int e = 0; e < AUDIO_ENC_COUNT; e++)
-      hub_publish(t->hub, t->loop, t->channel, t->channel_len, events[e], strlen(events[e]), r->encoded[e].data,
-                  r->encoded[e].len, render__published, (void *)events[e]);
+    for (int e = 0; e < AUDIO_ENC_COUNT; e++) {
+      char event[HUB_EVENT_MAX + 1]; /* audio_buffer.<encoding>: see hub.h */
+      int el = snprintf(event, sizeof(event), "%s.%s", HUB_AUDIO_EVENT, audio_encoding_name((audio_encoding_t)e));
+      hub_publish(t->hub, t->loop, t->channel, t->channel_len, event, (size_t)el, r->encoded[e].data,
+                  r->encoded[e].len, render__published, (void *)audio_encoding_name((audio_encoding_t)e));
+    }
   } else if (r->status != -ECANCELED) { /* cancelled: the server is stopping */
     obs_inc(OBS_RENDERS_FAILED);
     tt_log(TT_LOG_WARN, "render.failed", render__error_message(r->status), "\"job\":\"%s\",\"channel\":\"%s\"", id,

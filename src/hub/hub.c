@@ -64,6 +64,7 @@ static bool hub__newer(const engine_pos_t *pos, const tt_msg_t *msg) {
 }
 
 const char *hub_encoding_check(const char *name, size_t len) {
+  /* audio_encoding_t's names (src/audio): the hub does not depend on audio */
   static const char *const names[] = {"opus", "pcm16", "json", "json16"};
   for (size_t i = 0; i < TT_ARRAY_SIZE(names); i++)
     if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0) return names[i];
