@@ -57,10 +57,10 @@ SERVERS=${BENCH_SERVERS:-tutti1 tutti2 bun nchan socketio ws}
 LAT_RATE=${BENCH_LAT_RATE:-5}
 TMO=20
 if [ "$quick" = 1 ]; then
-  N1=50 N2=200 M1=20 M2=10 NCH=400 CH=40 MCH=200 NIDLE=300 MLAT=10 NFLOOR2=200 MFLOOR=20 ROOMS=4 JAMS=2
+  N1=50 N2=200 M1=20 M2=10 NCH=400 CH=40 MCH=200 NIDLE=300 MLAT=10 NFLOOR2=200 MFLOOR=20 PFLOOR=2 ROOMS=4 JAMS=2
   RAMP1=(--ramp 20,2,0.5 --ramp-max-steps 3) RAMP2=(--ramp 5,2,0.5 --ramp-max-steps 3)
 else
-  N1=1000 N2=10000 M1=2000 M2=200 NCH=10000 CH=1000 MCH=20000 NIDLE=18000 MLAT=50 NFLOOR2=9000 MFLOOR=200 ROOMS=100 JAMS=10
+  N1=1000 N2=10000 M1=2000 M2=200 NCH=10000 CH=1000 MCH=20000 NIDLE=18000 MLAT=50 NFLOOR2=9000 MFLOOR=200 PFLOOR=10 ROOMS=100 JAMS=10
   RAMP1=(--ramp 50,1.5,1) RAMP2=(--ramp 5,1.5,1)
 fi
 
@@ -166,19 +166,22 @@ echo
 # servers' CPU and its reader on the load generator's.
 floor_cpus=()
 [ "$pin" = 1 ] && floor_cpus=(--cpus 0,1)
-floor_run() { # floor_run N: sets floor_single, floor_coal
-  "$FLOOR_BIN" --subscribers "$1" --messages "$MFLOOR" --src-addrs 4 "${floor_cpus[@]}" --json \
-    >"$res/floor-$1.txt" 2>&1 || problems=1
-  grep '^{' "$res/floor-$1.txt" >"$res/floor-$1.json" || true
-  floor_single=$(grep -o '"single":{[^}]*' "$res/floor-$1.json" | grep -o '"cpu_ns_per_delivery":[0-9.]*' | cut -d: -f2)
-  floor_coal=$(grep -o '"coalesced":{[^}]*' "$res/floor-$1.json" | grep -o '"cpu_ns_per_delivery":[0-9.]*' | cut -d: -f2)
-  echo "  N=$1: one write per message ${floor_single:-?} ns/delivery; 8 messages per write ${floor_coal:-?} ns/delivery"
+floor_run() { # floor_run N [floor options]: sets floor_single, floor_coal, floor_paced
+  local n=$1
+  shift
+  "$FLOOR_BIN" --subscribers "$n" --messages "$MFLOOR" --src-addrs 4 "${floor_cpus[@]}" --json "$@" \
+    >"$res/floor-$n.txt" 2>&1 || problems=1
+  grep '^{' "$res/floor-$n.txt" >"$res/floor-$n.json" || true
+  floor_of() { grep -o "\"$1\":{[^}]*" "$res/floor-$n.json" | grep -o '"cpu_ns_per_delivery":[0-9.]*' | cut -d: -f2 || true; }
+  floor_single=$(floor_of single) floor_coal=$(floor_of coalesced) floor_paced=$(floor_of paced)
+  echo "  N=$n: one write per message ${floor_single:-?} ns/delivery; 8 messages per write ${floor_coal:-?} ns/delivery" \
+    "$([ -n "$floor_paced" ] && echo "; one write per message at $LAT_RATE messages/s $floor_paced ns/delivery")"
 }
 echo "== floor (tools/floor, M=$MFLOOR)"
 floor_run "$N1"
 floor1_single=$floor_single floor1_coal=$floor_coal
-floor_run "$NFLOOR2"
-floor2_single=$floor_single floor2_coal=$floor_coal
+floor_run "$NFLOOR2" --rate "$LAT_RATE" --paced-messages "$PFLOOR"
+floor2_single=$floor_single floor2_coal=$floor_coal floor2_paced=$floor_paced
 
 echo
 echo "== ramp-1k: 1 channel, $N1 WebSocket subscribers, rate ramped (${RAMP1[*]})"
@@ -268,15 +271,24 @@ row "idle $NIDLE conns: RSS bytes/conn" idle rss_per_conn_bytes n
 echo
 echo "| floor: server CPU ns/delivery, one write per message (N=$N1 / $NFLOOR2) | ${floor1_single:-?} / ${floor2_single:-?} |"
 echo "| floor: server CPU ns/delivery, 8 messages per write (N=$N1 / $NFLOOR2) | ${floor1_coal:-?} / ${floor2_coal:-?} |"
+echo "| floor: server CPU ns/delivery, one write per message at $LAT_RATE messages/s (N=$NFLOOR2) | ${floor2_paced:-?} |"
 echo
-for l in fanout-1k fanout-10k latency-10k sse-1k; do
-  f=$res/tutti1.$l.json
-  [ -s "$f" ] || continue
-  fs=$floor2_single fc=$floor2_coal
-  case "$l" in *-1k) fs=$floor1_single fc=$floor1_coal ;; esac
-  awk -v t="$(jget cpu_ns_per_delivery "$f")" -v fs="${fs:-0}" -v fc="${fc:-0}" -v l="$l" 'BEGIN {
-    if (t == "" || t == "null" || fs + 0 == 0) exit
-    printf "tutti1 %s: %.0f ns CPU/delivery = %.2fx the one-write floor, %.2fx the coalesced floor\n", l, t, t / fs, t / fc }'
+# Each server's CPU per delivery over the floor of its pattern: under load (8 in flight)
+# the coalesced floor; at the latency run's low rate the paced one.
+for l in fanout-1k fanout-10k sse-1k latency-10k; do
+  fl=$floor2_coal what="8 messages per write"
+  case "$l" in
+    *-1k) fl=$floor1_coal ;;
+    latency-10k) fl=$floor2_paced what="one write per message at $LAT_RATE messages/s" ;;
+  esac
+  line="$l over the floor ($what):"
+  for s in $SERVERS; do
+    f=$res/$s.$l.json
+    [ -s "$f" ] || continue
+    line="$line $s $(awk -v t="$(jget cpu_ns_per_delivery "$f")" -v fl="${fl:-0}" 'BEGIN {
+      if (t == "" || t == "null" || fl + 0 == 0) print "?"; else printf "%.2fx", t / fl }')"
+  done
+  echo "$line"
 done
 if [ "$problems" != 0 ]; then
   echo

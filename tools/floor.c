@@ -17,7 +17,11 @@
  *        single     one write() per message per socket (the naive fan-out: M x N writes);
  *        coalesced  C consecutive messages per write() per socket (what a server that
  *                   batches per loop turn does: ceil(M / C) x N writes);
- *      both in one run (single first), after an untimed warm-up pass;
+ *        paced      (with --rate R) one write() per message per socket, message m's
+ *                   writes starting m / R s after the first: between messages the
+ *                   readers sleep, so every write also wakes one, as when a server
+ *                   fans out a low publish rate (the latency workload's pattern);
+ *      in one run (single, coalesced, paced), after an untimed warm-up pass;
  *   4. drains the client sockets on a second thread (epoll, read() into a scratch buffer,
  *      counting bytes per socket), so the kernel buffers never fill, and checks that
  *      every client received exactly the stream's bytes.
@@ -37,7 +41,9 @@
  * does at least this much kernel work per delivery (and more in user space), so its CPU
  * per delivery divided by this one is its overhead factor; single and coalesced give
  * the floor for a server that writes each message as it comes and for one that batches
- * C messages per subscriber and loop turn. (Submitting many sockets' writes in one call,
+ * C messages per subscriber and loop turn, paced the floor at a low rate (back to back,
+ * the readers are mostly awake and fewer writes pay for a wake-up: on this VM the paced
+ * floor is ~1.5x the single one). (Submitting many sockets' writes in one call,
  * as io_uring can, or coalescing more than C messages, can go below it.)
  *
  * Loopback caveat: on loopback TCP the sender's write() also runs the receiver's kernel
@@ -60,7 +66,8 @@
  * Output: a table on stdout and, with --json, one JSON line:
  *   {"tool":"floor","n":..,"messages":..,"payload":..,"frame":..,
  *    "single":{"cpu_ns_per_delivery":..,"send_cpu_ns":..,"wall_s":..,...},
- *    "coalesced":{"coalesce":8,"cpu_ns_per_delivery":..,...}}
+ *    "coalesced":{"coalesce":8,"cpu_ns_per_delivery":..,...},
+ *    "paced":{"rate":R,"cpu_ns_per_delivery":..,...}}
  * (a mode not run is absent; each also has send_wall_s, process_cpu_ns_per_delivery,
  * process_cpu_ns, deliveries, writes, stalls, ksoftirqd_ns). wall_s runs from the first
  * write to the last byte read.
@@ -130,6 +137,8 @@ typedef struct floor_opts_s {
   uint32_t warmup;    /* messages of the untimed warm-up pass */
   int single;         /* run the single pass */
   int coalesced;      /* run the coalesced pass */
+  double rate;        /* > 0: also run the paced pass at this many messages/s */
+  uint32_t paced;     /* messages of the paced pass */
   double timeout_s;   /* bounds the setup and each pass */
   int json;
   int writer_cpu;     /* -1: not pinned */
@@ -143,6 +152,9 @@ static void floor_usage(FILE *f) {
         "  --payload B         payload bytes per WebSocket text frame (60)\n"
         "  --coalesce C        messages per write() in the coalesced pass (8)\n"
         "  --mode MODE         single, coalesced or both (both: single first)\n"
+        "  --rate R            also run a paced pass: one write per message per socket, a\n"
+        "                      message every 1/R s (a low-rate server's pattern) (off)\n"
+        "  --paced-messages P  messages of the paced pass (20)\n"
         "  --src-addrs K       bind the clients to 127.0.0.2 .. 127.0.0.(K+1) in turn\n"
         "                      (0: no binding, source 127.0.0.1) (0)\n"
         "  --warmup W          messages of the untimed warm-up pass, one write each (10)\n"
@@ -160,6 +172,8 @@ static void floor_opts_parse(int argc, char **argv, floor_opts_t *o) {
       {"payload", required_argument, NULL, 'b'},
       {"coalesce", required_argument, NULL, 'c'},
       {"mode", required_argument, NULL, 'M'},
+      {"rate", required_argument, NULL, 'r'},
+      {"paced-messages", required_argument, NULL, 'P'},
       {"src-addrs", required_argument, NULL, 'k'},
       {"warmup", required_argument, NULL, 'w'},
       {"timeout", required_argument, NULL, 't'},
@@ -176,6 +190,7 @@ static void floor_opts_parse(int argc, char **argv, floor_opts_t *o) {
       .warmup = 10,
       .single = 1,
       .coalesced = 1,
+      .paced = 20,
       .timeout_s = 60,
       .writer_cpu = -1,
       .reader_cpu = -1,
@@ -201,6 +216,8 @@ static void floor_opts_parse(int argc, char **argv, floor_opts_t *o) {
         else
           bench_die("--mode: '%s' is not single, coalesced or both", optarg);
         break;
+      case 'r': o->rate = bench_parse_num("--rate", optarg, 0.01, 100000); break;
+      case 'P': o->paced = (uint32_t)bench_parse_num("--paced-messages", optarg, 1, 1000000); break;
       case 'k':
         o->src_addrs = (uint32_t)bench_parse_num("--src-addrs", optarg, 0, FLOOR_MAX_SRC);
         break;
@@ -220,6 +237,11 @@ static void floor_opts_parse(int argc, char **argv, floor_opts_t *o) {
     bench_die("unexpected argument '%s' (see --help)", argv[optind]);
   if (o->coalesced && o->coalesce > o->messages)
     bench_die("--coalesce %" PRIu32 " is over --messages %" PRIu32, o->coalesce, o->messages);
+  if (o->rate > 0 && o->paced / o->rate > o->timeout_s)
+    bench_die("the paced pass (%" PRIu32 " messages at %g/s) takes longer than --timeout %g s",
+              o->paced, o->rate, o->timeout_s);
+  if (o->rate > 0 && o->paced > o->messages)
+    o->messages = o->paced; /* the stream must hold the paced pass's frames */
   if (o->warmup > o->messages)
     o->warmup = o->messages; /* the warm-up writes the stream's first W frames */
 }
@@ -232,6 +254,7 @@ static void floor_opts_parse(int argc, char **argv, floor_opts_t *o) {
 typedef struct floor_res_s {
   int ran;
   uint32_t per_write;    /* messages per write (1 or C) */
+  double rate;           /* paced pass: messages/s (0: back to back) */
   uint64_t writes;       /* write() calls that wrote something */
   uint64_t stalls;       /* writes that would block or were short (0 normally) */
   uint64_t deliveries;   /* N x messages */
@@ -596,7 +619,8 @@ static void *floor_drain(void *arg) {
 }
 
 /* ------------------------------------------------------------------------------------
- * One pass: msgs frames to every server-side socket, per_write frames per write()
+ * One pass: msgs frames to every server-side socket, per_write frames per write(),
+ * back to back or paced at a rate
  * ---------------------------------------------------------------------------------- */
 
 /* Keeps the first failure of the main thread in g.fail. */
@@ -669,11 +693,16 @@ static int floor_flush(uint64_t total, floor_res_t *r, uint64_t deadline) {
   return 0;
 }
 
-/* Returns 0 when every client read every byte of the pass, -1 otherwise (g.fail set). */
-static int floor_pass(uint32_t msgs, uint32_t per_write, floor_res_t *r) {
+/* Writes msgs frames to every socket, per_write per write(); with rate > 0 the writes of
+ * message m start at m / rate s after the first (sleeping meanwhile, which costs the
+ * writer no CPU: the readers then sleep between messages too, and every write has to
+ * wake one, as at a low publish rate). Returns 0 when every client read every byte of
+ * the pass, -1 otherwise (g.fail set). */
+static int floor_pass(uint32_t msgs, uint32_t per_write, double rate, floor_res_t *r) {
   const uint32_t n = g.o.subs;
   const uint64_t total = (uint64_t)msgs * g.frame_len; /* bytes per subscriber */
-  *r = (floor_res_t){.ran = 1, .per_write = per_write, .deliveries = (uint64_t)n * msgs};
+  *r = (floor_res_t){
+      .ran = 1, .per_write = per_write, .rate = rate, .deliveries = (uint64_t)n * msgs};
   memset(g.sent, 0, n * sizeof *g.sent);
   g.per_client += total;
   atomic_store(&g.target, atomic_load(&g.target) + total * n);
@@ -687,6 +716,11 @@ static int floor_pass(uint32_t msgs, uint32_t per_write, floor_res_t *r) {
   int rc = 0;
   for (uint32_t m = 0; m < msgs && rc == 0; m += per_write) {
     uint64_t end = (uint64_t)(msgs - m < per_write ? msgs : m + per_write) * g.frame_len;
+    if (rate > 0) {
+      uint64_t due = w0 + (uint64_t)((double)m * 1e9 / rate), now = bench_now();
+      if (due > now)
+        floor_sleep_ns(due - now);
+    }
     for (uint32_t i = 0; i < n; i++)
       if (floor_write(i, end, r) != 0) {
         rc = -1;
@@ -767,6 +801,8 @@ static void floor_json_mode(const char *name, const floor_res_t *r) {
   printf(",\"%s\":{", name);
   if (strcmp(name, "coalesced") == 0)
     printf("\"coalesce\":%" PRIu32 ",", r->per_write);
+  if (r->rate > 0)
+    printf("\"rate\":%g,", r->rate);
   printf("\"cpu_ns_per_delivery\":%.2f,\"send_cpu_ns\":%" PRIu64 ",\"wall_s\":%.6f,"
          "\"send_wall_s\":%.6f,\"process_cpu_ns_per_delivery\":%.2f,\"process_cpu_ns\":%" PRIu64
          ",\"deliveries\":%" PRIu64 ",\"writes\":%" PRIu64 ",\"stalls\":%" PRIu64
@@ -776,7 +812,8 @@ static void floor_json_mode(const char *name, const floor_res_t *r) {
          r->deliveries, r->writes, r->stalls, r->ksoftirqd_ns);
 }
 
-static void floor_report(const floor_res_t *single, const floor_res_t *coal, int ok) {
+static void floor_report(const floor_res_t *single, const floor_res_t *coal,
+                         const floor_res_t *paced, int ok) {
   const floor_opts_t *o = &g.o;
   cpu_set_t set;
   int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : -1;
@@ -789,6 +826,7 @@ static void floor_report(const floor_res_t *single, const floor_res_t *coal, int
          "ksirqd_ms");
   floor_row("single", single);
   floor_row("coalesced", coal);
+  floor_row("paced", paced);
   if (single->ran && coal->ran && coal->send_cpu_ns > 0)
     printf("  single / coalesced send CPU per delivery: %.2f\n",
            (double)single->send_cpu_ns / (double)coal->send_cpu_ns);
@@ -806,6 +844,7 @@ static void floor_report(const floor_res_t *single, const floor_res_t *coal, int
            ok ? "true" : "false");
     floor_json_mode("single", single);
     floor_json_mode("coalesced", coal);
+    floor_json_mode("paced", paced);
     printf("}\n");
   }
 }
@@ -825,18 +864,20 @@ int main(int argc, char **argv) {
   if (err != 0)
     bench_die("pthread_create: %s", strerror(err));
 
-  floor_res_t warm = {0}, single = {0}, coal = {0};
+  floor_res_t warm = {0}, single = {0}, coal = {0}, paced = {0};
   int ok = 1;
-  if (g.o.warmup > 0 && floor_pass(g.o.warmup, 1, &warm) != 0)
+  if (g.o.warmup > 0 && floor_pass(g.o.warmup, 1, 0, &warm) != 0)
     ok = 0;
-  if (ok && g.o.single && floor_pass(g.o.messages, 1, &single) != 0)
+  if (ok && g.o.single && floor_pass(g.o.messages, 1, 0, &single) != 0)
     ok = 0;
-  if (ok && g.o.coalesced && floor_pass(g.o.messages, g.o.coalesce, &coal) != 0)
+  if (ok && g.o.coalesced && floor_pass(g.o.messages, g.o.coalesce, 0, &coal) != 0)
+    ok = 0;
+  if (ok && g.o.rate > 0 && floor_pass(g.o.paced, 1, g.o.rate, &paced) != 0)
     ok = 0;
 
   atomic_store(&g.stop, 1);
   pthread_join(g.drain, NULL);
-  floor_report(&single, &coal, ok);
+  floor_report(&single, &coal, &paced, ok);
   for (uint32_t i = 0; i < g.o.subs; i++) {
     close(g.sfd[i]);
     close(g.cfd[i]);
