@@ -75,6 +75,10 @@ int bench_json_u64(const char *p, size_t n, const char *key, uint64_t *out);
  * that one is not followed by a colon and a number. */
 int bench_json_u64_first(const char *p, size_t n, const char *key, uint64_t *out);
 
+/* The first occurrence of pat (plen > 0 bytes) in [p, p+n), or NULL: memmem for the
+ * short needles and haystacks of a message. */
+const char *bench_find(const char *p, size_t n, const char *pat, size_t plen);
+
 /* Finds `"key":"` in [p, p+n) (spaces allowed around the colon) and sets *val, *vlen
  * to the string value up to the next quote (for values that need no escapes).
  * Occurrences not followed by a colon and a string (e.g. the key as a value) are
@@ -109,9 +113,10 @@ void bench_ws_accept(const char key[24], char out[29]);
  * carrying [p, p+len) to out; writes nothing to any socket. */
 void bench_ws_queue(bench_buf_t *out, unsigned op, const void *p, size_t len);
 
-/* Reads the header of one server frame at the start of [p, p+n). Returns 1 when the
- * whole frame (header and payload) is there, setting *hl to the header size and *len
- * to the payload size; 0 when more bytes are needed; -1 on a protocol violation (a
+/* Reads the header of one server frame at the start of [p, p+n). Sets *hl to the
+ * header size and *len to the payload size once the header is complete. Returns 1 when
+ * the whole frame (header and payload) is there; 0 when more bytes are needed (*hl,
+ * *len untouched while the header itself is incomplete); -1 on a protocol violation (a
  * masked frame, a non-minimal length, the 64-bit high bit, a payload over max bytes),
  * setting *err to a static description. Opcode and flags are left to the caller. */
 int bench_ws_frame_head(const uint8_t *p, size_t n, uint64_t max, size_t *hl, uint64_t *len,

@@ -704,7 +704,7 @@ static void jamb_on_event(jamb_conn_t *c, const char *p, size_t n, uint64_t now)
   if (bench_json_str(p, n, "sender_id", &sid, &sidlen) == 0 && c->user_id_len > 0 &&
       sidlen == c->user_id_len && memcmp(sid, c->user_id, sidlen) == 0)
     own = 1;
-  const char *pl = memmem(p, n, "\"payload\":", 10);
+  const char *pl = bench_find(p, n, "\"payload\":", 10);
   uint64_t seq, t, cnt, s;
   if (pl == NULL || bench_json_u64(p, (size_t)(pl - p), "seq", &seq) != 0) {
     if (bench_json_u64(p, n, "seq", &seq) != 0) {

@@ -112,7 +112,51 @@ static void hub__hold(hub_sub_t *sub, tt_msg_t *msg) {
   sub->held[sub->held_count++] = tt_msg_ref(msg);
 }
 
-/* The worker's inbox: deliver each message to the worker's subscribers. */
+tt_buf_t *hub_run_frame(hub_run_t *run, tt_frame_kind_t kind, tt_buf_t *(*build)(const tt_msg_t *m)) {
+  if (run->frames[kind] != NULL) return run->frames[kind];
+  size_t len = 0;
+  for (size_t i = 0; i < run->n; i++) len += tt_msg_frame(run->msgs[i], kind, build)->len;
+  tt_buf_t *b = tt_buf_new(len);
+  char *p = b->data;
+  for (size_t i = 0; i < run->n; i++) {
+    tt_buf_t *f = tt_msg_frame(run->msgs[i], kind, build);
+    memcpy(p, f->data, f->len);
+    p += f->len;
+  }
+  return run->frames[kind] = b;
+}
+
+/* b may follow a in a run. */
+static bool hub__same_run(const tt_msg_t *a, const tt_msg_t *b) {
+  size_t el;
+  return a->channel_len == b->channel_len && b->offset > a->offset && strcmp(a->epoch, b->epoch) == 0 &&
+         memcmp(a->channel, b->channel, a->channel_len) == 0 && hub_msg_encoding(b, &el) == NULL;
+}
+
+/* Delivers msgs[0..n) (one topic's messages, n >= 1) to its subscribers:
+ * as one block to those whose transport takes a run. */
+static void hub__deliver_all(hub_topic_t *t, tt_msg_t **msgs, size_t n) {
+  hub_run_t run = {.msgs = msgs, .n = n};
+  /* deliver() may not unsubscribe, so the list is stable here. */
+  for (tt_list_t *l = t->subs.next; l != &t->subs; l = l->next) {
+    hub_sub_t *sub = tt_container_of(l, hub_sub_t, link);
+    if (n > 1 && sub->live && sub->skip_event == NULL && sub->client->vt->deliver_run != NULL &&
+        hub__newer(&sub->pos, msgs[0]) && sub->client->vt->deliver_run(sub->client, sub, &run)) {
+      memcpy(sub->pos.epoch, msgs[n - 1]->epoch, sizeof(sub->pos.epoch));
+      sub->pos.offset = msgs[n - 1]->offset;
+      continue;
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (!sub->live) hub__hold(sub, msgs[i]);
+      else if (hub__newer(&sub->pos, msgs[i])) hub__deliver(sub, msgs[i]);
+    }
+  }
+  for (size_t k = 0; k < TT_FRAME_KINDS; k++)
+    if (run.frames[k] != NULL) tt_buf_unref(run.frames[k]);
+}
+
+/* The worker's inbox: deliver each message to the worker's subscribers, a
+ * run of one channel's messages (see hub_run_t) together. */
 static void hub__on_wakeup(uv_async_t *a) {
   hub_worker_t *hw = tt_container_of(a, hub_worker_t, wakeup);
   /* Swap the inbox with the spare array, so publishers keep appending. */
@@ -126,20 +170,20 @@ static void hub__on_wakeup(uv_async_t *a) {
   hw->batch = batch;
   hw->batch_cap = cap;
 
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0, j; i < n; i = j) {
+    size_t el;
     tt_msg_t *msg = batch[i];
+    j = i + 1;
+    if (hub_msg_encoding(msg, &el) == NULL)
+      while (j < n && hub__same_run(batch[j - 1], batch[j])) j++;
     tt_map_entry_t *e = tt_map_get(&hw->topics, msg->channel, msg->channel_len, tt_hash(msg->channel, msg->channel_len));
     if (e != NULL) {
-      obs_observe(OBS_H_BROADCAST_LATENCY_MS, (double)(tt_mono_ns() - msg->accepted_ns) / 1e6);
-      hub_topic_t *t = tt_container_of(e, hub_topic_t, entry);
-      /* deliver() may not unsubscribe, so the list is stable here. */
-      for (tt_list_t *l = t->subs.next; l != &t->subs; l = l->next) {
-        hub_sub_t *sub = tt_container_of(l, hub_sub_t, link);
-        if (!sub->live) hub__hold(sub, msg);
-        else if (hub__newer(&sub->pos, msg)) hub__deliver(sub, msg);
-      }
+      uint64_t now = tt_mono_ns();
+      for (size_t k = i; k < j; k++)
+        obs_observe(OBS_H_BROADCAST_LATENCY_MS, (double)(now - batch[k]->accepted_ns) / 1e6);
+      hub__deliver_all(tt_container_of(e, hub_topic_t, entry), batch + i, j - i);
     }
-    tt_msg_unref(msg);
+    for (size_t k = i; k < j; k++) tt_msg_unref(batch[k]);
   }
 }
 

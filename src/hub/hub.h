@@ -26,11 +26,34 @@ typedef struct hub_sub_s hub_sub_t;
 typedef struct hub_topic_s hub_topic_t;
 typedef struct hub_sub_req_s hub_sub_req_t;
 
+/*
+ * A run: messages of one channel that reached a worker in the same loop turn,
+ * one after the other, in offset order, none of them filtered per subscriber
+ * (no audio render, so every subscription without a skip_event wants them
+ * all). A transport sends a run as one block, the concatenation of the
+ * messages' frames, built once per frame kind and shared by every subscriber:
+ * the work per subscriber is one queued segment per turn, however many
+ * messages the turn brought.
+ */
+typedef struct hub_run_s {
+  tt_msg_t **msgs;
+  size_t n;                               /* >= 2 */
+  tt_buf_t *frames[TT_FRAME_KINDS];       /* built by hub_run_frame */
+} hub_run_t;
+
+/* The run's block of `kind`: each message's frame (tt_msg_frame with `build`)
+ * in order. Borrowed: it lives until the run is delivered. */
+tt_buf_t *hub_run_frame(hub_run_t *run, tt_frame_kind_t kind, tt_buf_t *(*build)(const tt_msg_t *m));
+
 /* What a transport does with a message for one of its subscriptions. */
 typedef struct hub_client_vt_s {
   /* Queue `msg` (borrowed) for the client. Must not unsubscribe or close
    * synchronously: the hub is iterating the channel's subscribers. */
   void (*deliver)(hub_client_t *client, hub_sub_t *sub, tt_msg_t *msg);
+  /* Optional: queue a whole run (borrowed) as deliver would each of its
+   * messages, or return false to have them delivered one by one. The same
+   * rules as deliver. */
+  bool (*deliver_run)(hub_client_t *client, hub_sub_t *sub, hub_run_t *run);
 } hub_client_vt_t;
 
 /* Embedded by a transport's client object. */

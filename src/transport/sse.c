@@ -174,7 +174,22 @@ static void sse__deliver(hub_client_t *hc, hub_sub_t *hs, tt_msg_t *msg) {
   }
 }
 
-static const hub_client_vt_t sse_hub_vt = {.deliver = sse__deliver};
+/* One subscription: the run's frames carry the ids the stream needs, so the
+ * run goes as one block; with several, each message gets its id line. */
+static bool sse__deliver_run(hub_client_t *hc, hub_sub_t *hs, hub_run_t *run) {
+  (void)hs;
+  sse_client_t *cl = tt_container_of(hc, sse_client_t, hub);
+  if (cl->nsubs != 1) return false;
+  tt_buf_t *frame = hub_run_frame(run, TT_FRAME_SSE, sse_frame_build);
+  if (net_conn_send(cl->conn, frame, 0) == 0) {
+    obs_add(OBS_DELIVERED, run->n);
+    obs_add(OBS_DELIVERED_BYTES, frame->len);
+    obs_add(OBS_SSE_EV_MESSAGE, run->n);
+  }
+  return true;
+}
+
+static const hub_client_vt_t sse_hub_vt = {.deliver = sse__deliver, .deliver_run = sse__deliver_run};
 
 /* ================================================================ stream start */
 

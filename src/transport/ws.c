@@ -344,6 +344,27 @@ static void ws__error(ws_client_t *cl, const char *code, const char *message, co
 
 /* ================================================================ delivery */
 
+/* The frame kind (and its builder) of a text message for this subscription. */
+static tt_frame_kind_t ws__text_kind(const ws_client_t *cl, const hub_sub_t *hs, tt_buf_t *(**build)(const tt_msg_t *)) {
+  if (hs->room) {
+    *build = cl->deflate ? ws__frame_room_deflated : ws__frame_room;
+    return cl->deflate ? TT_FRAME_WS_ROOM_DEFLATE : TT_FRAME_WS_ROOM;
+  }
+  *build = cl->deflate ? ws_frame_message_deflated : ws_frame_message;
+  return cl->deflate ? TT_FRAME_WS_DEFLATE : TT_FRAME_WS;
+}
+
+/* Queues `frame`, which holds `n` messages. */
+static void ws__send_messages(ws_client_t *cl, tt_buf_t *frame, size_t n) {
+  if (net_conn_send(cl->conn, frame, 0) == 0) {
+    cl->msgs_out += n;
+    cl->bytes_out += frame->len;
+    obs_add(OBS_DELIVERED, n);
+    obs_add(OBS_DELIVERED_BYTES, frame->len);
+    obs_add(OBS_WS_MESSAGES_SENT, n);
+  }
+}
+
 static void ws__deliver(hub_client_t *hc, hub_sub_t *hs, tt_msg_t *msg) {
   ws_client_t *cl = tt_container_of(hc, ws_client_t, hub);
   tt_buf_t *frame = NULL;
@@ -354,24 +375,23 @@ static void ws__deliver(hub_client_t *hc, hub_sub_t *hs, tt_msg_t *msg) {
    * compress). When the message is not a render's shape it goes as text. */
   if (enc != NULL && ((el == 4 && memcmp(enc, "opus", 4) == 0) || (el == 5 && memcmp(enc, "pcm16", 5) == 0)))
     frame = tt_msg_frame(msg, TT_FRAME_WS_AUDIO, ws__frame_audio);
-  if (frame != NULL && frame->len > 0)
-    ;
-  else if (hs->room)
-    frame = cl->deflate ? tt_msg_frame(msg, TT_FRAME_WS_ROOM_DEFLATE, ws__frame_room_deflated)
-                        : tt_msg_frame(msg, TT_FRAME_WS_ROOM, ws__frame_room);
-  else
-    frame = cl->deflate ? tt_msg_frame(msg, TT_FRAME_WS_DEFLATE, ws_frame_message_deflated)
-                        : tt_msg_frame(msg, TT_FRAME_WS, ws_frame_message);
-  if (net_conn_send(cl->conn, frame, 0) == 0) {
-    cl->msgs_out++;
-    cl->bytes_out += frame->len;
-    obs_inc(OBS_DELIVERED);
-    obs_add(OBS_DELIVERED_BYTES, frame->len);
-    obs_inc(OBS_WS_MESSAGES_SENT);
+  if (frame == NULL || frame->len == 0) {
+    tt_buf_t *(*build)(const tt_msg_t *);
+    tt_frame_kind_t kind = ws__text_kind(cl, hs, &build);
+    frame = tt_msg_frame(msg, kind, build);
   }
+  ws__send_messages(cl, frame, 1);
 }
 
-static const hub_client_vt_t ws_hub_vt = {.deliver = ws__deliver};
+static bool ws__deliver_run(hub_client_t *hc, hub_sub_t *hs, hub_run_t *run) {
+  ws_client_t *cl = tt_container_of(hc, ws_client_t, hub);
+  tt_buf_t *(*build)(const tt_msg_t *);
+  tt_frame_kind_t kind = ws__text_kind(cl, hs, &build);
+  ws__send_messages(cl, hub_run_frame(run, kind, build), run->n);
+  return true;
+}
+
+static const hub_client_vt_t ws_hub_vt = {.deliver = ws__deliver, .deliver_run = ws__deliver_run};
 
 /* ================================================================ subscriptions */
 

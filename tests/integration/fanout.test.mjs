@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import http from 'node:http';
 import {
-  startTutti, publish, publishRaw, waitFor, openSSE, getJSON, parsePosition, createSSEParser,
+  startTutti, publish, publishRaw, waitFor, openSSE, getJSON, parsePosition, createSSEParser, connectRaw,
 } from '../lib/harness.mjs';
+import { openWS } from '../lib/ws.mjs';
 
 // ---- helpers ---------------------------------------------------------------
 
@@ -198,4 +199,58 @@ test('slow consumer (never reads) is dropped at --max-queue; a normal subscriber
     assert.equal(JSON.parse(errs[0].data).code, 'SLOW_CONSUMER');
     assert.equal(events[events.length - 1].type, 'error', 'error is the last event');
   });
+});
+
+test('a burst of publishes in one write reaches every kind of subscriber whole, once and in order', { timeout: 30000 }, async () => {
+  // 200 pipelined publishes in one write land in one loop turn: the server sends them to
+  // each subscriber as one block (the concatenation of the messages' frames) where it can.
+  const s = await start([]);
+  const M = 200;
+  const data = (i) => `{"i":${i},"pad":"${'p'.repeat(i % 37)}"}`;
+  const ws = await openWS(s.url, '/ws/burst');
+  const wsz = await openWS(s.url, '/ws/burst', { perMessageDeflate: true });
+  const ws2 = await openWS(s.url, '/ws');
+  await ws2.request({ type: 'subscribe', channel: 'burst' });
+  await ws2.request({ type: 'subscribe', channel: 'burst-other' });
+  const sse = await openSSE(s.url, '/sse/burst', { agent, keepRaw: false });
+  const sse2 = await openSSE(s.url, '/sse?channel=burst&channel=burst-other', { agent, keepRaw: false });
+  await Promise.all([sse, sse2].map((c) => c.waitForCount('connected', 1)));
+  await Promise.all([ws, wsz].map((c) => c.waitType('subscribed')));
+  assert.ok(wsz.upgradeHeaders['sec-websocket-extensions'].includes('permessage-deflate'), 'deflate negotiated');
+  await waitFor(async () => (await subscribers(s.url, 'burst')) === 5, 5000, '5 subscribers');
+  const before = (await getJSON(s.url, '/health')).json.messages.delivered;
+
+  const raw = await connectRaw(s.port);
+  let reqs = '';
+  for (let i = 1; i <= M; i++) {
+    const body = data(i);
+    reqs += `POST /api/channels/burst/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n`
+      + `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  }
+  raw.write(reqs);
+  for (let i = 1; i <= M; i++) assert.equal((await raw.readResponse()).status, 200, `publish ${i}`);
+  raw.destroy();
+
+  const wsMsgs = (c) => c.msgs.filter((m) => m.json && m.json.type === 'message');
+  for (const [name, c] of [['ws', ws], ['ws deflate', wsz], ['ws two channels', ws2]]) {
+    await c.waitFor(() => wsMsgs(c).length >= M, 10000, `${name}: ${M} messages`);
+    const got = wsMsgs(c);
+    assert.equal(got.length, M, `${name}: exactly ${M}`);
+    assert.deepEqual(got.map((m) => parsePosition(m.json.id)[0].offset), Array.from({ length: M }, (_, k) => k + 1), `${name}: offsets 1..${M} in order`);
+    got.forEach((m, k) => assert.equal(JSON.stringify(m.json.data), data(k + 1), `${name}: data of ${k + 1}`));
+    assert.deepEqual(c.errors, [], `${name}: every frame was JSON`);
+  }
+  for (const [name, c] of [['sse', sse], ['sse two channels', sse2]]) {
+    await c.waitFor(() => c.messages().length >= M, 10000, `${name}: ${M} messages`);
+    const got = c.messages();
+    assert.equal(got.length, M, `${name}: exactly ${M}`);
+    got.forEach((e, k) => assert.equal(e.data, data(k + 1), `${name}: data of ${k + 1}`));
+    // a multi-channel stream's id is the position on each of its channels, in order
+    const offsets = got.map((e) => parsePosition(e.id)[0].offset);
+    assert.deepEqual(offsets, Array.from({ length: M }, (_, k) => k + 1), `${name}: ids advance one by one`);
+  }
+  const h = (await getJSON(s.url, '/health')).json;
+  assert.equal(h.messages.delivered - before, 5 * M, 'delivered counts every message to every subscriber');
+  for (const c of [ws, wsz, ws2]) c.close();
+  for (const c of [sse, sse2]) c.close();
 });
