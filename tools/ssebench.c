@@ -396,6 +396,7 @@ typedef struct sseb_opts_s {
   int sio;       /* --transport socketio (Engine.IO v4 / Socket.IO v4 over WebSocket) */
   int ready;     /* SSEB_READY_*: when a subscriber counts as ready */
   int raw;       /* --raw (implied by socketio): messages are the payload itself */
+  int pub_ws;    /* --pub-ws: publish over a WebSocket to --pub-path */
   const char *sub_path; /* --sub-path template; {ch} = the channel name */
   const char *pub_path; /* --pub-path template */
   uint32_t channels;    /* C: --channels */
@@ -432,7 +433,12 @@ static void sseb_usage(FILE *f) {
       "                      (Engine.IO 4 / Socket.IO 4 over WebSocket) (sse)\n"
       "  --sub-path TMPL     subscriber request path; {ch} is replaced by the channel\n"
       "                      (/sse/{ch}, /ws/{ch}, /socket.io/?EIO=4&transport=websocket)\n"
-      "  --pub-path TMPL     publish request path (/api/channels/{ch}/publish)\n"
+      "  --pub-path TMPL     publish request path (/api/channels/{ch}/publish; with\n"
+      "                      --pub-ws /ws)\n"
+      "  --pub-ws            publish over a WebSocket to --pub-path instead of HTTP POSTs:\n"
+      "                      tutti's {\"type\":\"publish\",\"channel\":..,\"data\":..} answered\n"
+      "                      by `published` (or `error`); with --raw the data itself as a\n"
+      "                      text message, answered by any text message\n"
       "  --ready MODE        when a subscriber is ready: tutti (SSE `connected` event, ws\n"
       "                      `subscribed` message), message (its first message or event,\n"
       "                      not counted as a delivery), upgrade (the 101, or the SSE 200\n"
@@ -527,6 +533,7 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
       {"aux-pid", required_argument, NULL, 'A'},
       {"sub-path", required_argument, NULL, 'U'},
       {"pub-path", required_argument, NULL, 'B'},
+      {"pub-ws", no_argument, NULL, 'O'},
       {"ready", required_argument, NULL, 'R'},
       {"raw", no_argument, NULL, 'W'},
       {"channels", required_argument, NULL, 'C'},
@@ -635,6 +642,7 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
         break;
       case 'U': o->sub_path = optarg; break;
       case 'B': o->pub_path = optarg; break;
+      case 'O': o->pub_ws = 1; break;
       case 'R': {
         int k = -1;
         for (int i = 0; i < 4; i++)
@@ -691,7 +699,10 @@ static void sseb_opts_parse(int argc, char **argv, sseb_opts_t *o) {
   if (o->sub_path == NULL)
     o->sub_path = o->sio ? "/socket.io/?EIO=4&transport=websocket" : o->ws ? "/ws/{ch}" : "/sse/{ch}";
   if (o->pub_path == NULL)
-    o->pub_path = "/api/channels/{ch}/publish";
+    o->pub_path = o->pub_ws ? "/ws" : "/api/channels/{ch}/publish";
+  if (o->pub_ws && o->channels > 1 && strstr(o->pub_path, "{ch}") != NULL)
+    bench_die("--pub-ws: a publisher WebSocket has one path, so {ch} in --pub-path needs "
+              "--channels 1");
   const char *const tmpls[2] = {o->sub_path, o->pub_path};
   for (int k = 0; k < 2; k++) {
     const char *t = tmpls[k];
@@ -834,6 +845,7 @@ typedef struct sseb_pub_s {
   size_t out_off;
   bench_buf_t in;  /* response bytes not yet parsed */
   uint32_t *fifo; /* seqs of requests awaiting a response, in order */
+  bench_buf_t body; /* --pub-ws: the message being framed */
   uint32_t head;
   uint32_t tail;
 } sseb_pub_t;
@@ -2160,34 +2172,53 @@ static int sseb_publish_next(void) {
   /* `{"seq":S,"t":T` + `}`, or + `,"p":"` pad `"}` (8 bytes around the pad) */
   size_t pad = g.o.payload > (uint32_t)blen + 8 ? g.o.payload - (uint32_t)blen - 8 : 0;
   size_t total = (size_t)blen + (pad ? 8 + pad : 1);
-  char head[SSEB_PATH_MAX + 200], path[SSEB_PATH_MAX];
-  sseb_path(g.o.pub_path, seq % g.o.channels, path);
-  int hlen = snprintf(head, sizeof head,
-                      "POST %s HTTP/1.1\r\n"
-                      "Host: %s:%u\r\n"
-                      "Content-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n\r\n",
-                      path, g.o.host, g.o.port, total);
   size_t max = (size_t)-1;
-  bench_buf_append(&p->out, head, (size_t)hlen, max);
-  bench_buf_append(&p->out, body, (size_t)blen, max);
+  /* HTTP: the head, then the data straight into the output; WebSocket: the message in
+   * p->body, then framed (and masked) into the output */
+  bench_buf_t *out = g.o.pub_ws ? &p->body : &p->out;
+  if (g.o.pub_ws) {
+    p->body.len = 0;
+    if (!g.o.raw) {
+      char name[264];
+      size_t nl = sseb_ch_name(seq % g.o.channels, name);
+      bench_buf_append(out, "{\"type\":\"publish\",\"channel\":\"", 29, max);
+      bench_buf_append(out, name, nl, max);
+      bench_buf_append(out, "\",\"data\":", 9, max);
+    }
+  } else {
+    char head[SSEB_PATH_MAX + 200], path[SSEB_PATH_MAX];
+    sseb_path(g.o.pub_path, seq % g.o.channels, path);
+    int hlen = snprintf(head, sizeof head,
+                        "POST %s HTTP/1.1\r\n"
+                        "Host: %s:%u\r\n"
+                        "Content-Type: application/json\r\n"
+                        "Content-Length: %zu\r\n\r\n",
+                        path, g.o.host, g.o.port, total);
+    bench_buf_append(out, head, (size_t)hlen, max);
+  }
+  bench_buf_append(out, body, (size_t)blen, max);
   if (pad) {
-    bench_buf_append(&p->out, ",\"p\":\"", 6, max);
-    size_t at = p->out.len;
+    bench_buf_append(out, ",\"p\":\"", 6, max);
+    size_t at = out->len;
     if (g.o.pad == SSEB_PAD_X) {
-      while (p->out.len < at + pad) {
+      while (out->len < at + pad) {
         static const char xs[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
-        size_t take = at + pad - p->out.len;
+        size_t take = at + pad - out->len;
         if (take > sizeof xs - 1)
           take = sizeof xs - 1;
-        bench_buf_append(&p->out, xs, take, max);
+        bench_buf_append(out, xs, take, max);
       }
     } else {
-      sseb_pad_fill(&p->out, pad, seq);
+      sseb_pad_fill(out, pad, seq);
     }
-    bench_buf_append(&p->out, "\"}", 2, max);
+    bench_buf_append(out, "\"}", 2, max);
   } else {
-    bench_buf_append(&p->out, "}", 1, max);
+    bench_buf_append(out, "}", 1, max);
+  }
+  if (g.o.pub_ws) {
+    if (!g.o.raw)
+      bench_buf_append(out, "}", 1, max);
+    bench_ws_queue(&p->out, 0x1, p->body.p, p->body.len);
   }
   p->fifo[p->tail++] = seq;
   if (g.pub_of != NULL)
@@ -2229,8 +2260,65 @@ static void sseb_pub_answer(sseb_pub_t *p, int status, const char *body, size_t 
   }
 }
 
+/* --pub-ws: handles every complete frame in p->in. tutti: `published` answers the
+ * oldest publish, `error` fails it (status 400 stands for it), anything else (welcome)
+ * is no answer; --raw: every text message is the answer. Pings get their pong. */
+static void sseb_pub_ws_parse(sseb_pub_t *p) {
+  size_t i = 0;
+  while (p->fd >= 0) {
+    size_t hl;
+    uint64_t len;
+    const char *err;
+    int rc = bench_ws_frame_head((const uint8_t *)p->in.p + i, p->in.len - i, g.line_max, &hl,
+                                 &len, &err);
+    if (rc < 0) {
+      sseb_pub_close(p, err);
+      return;
+    }
+    if (rc == 0)
+      break;
+    uint8_t b0 = (uint8_t)p->in.p[i];
+    unsigned op = b0 & 0x0fu;
+    const char *m = p->in.p + i + hl;
+    i += hl + (size_t)len;
+    if (!(b0 & 0x80u) || op == 0x0 || op == 0x2) {
+      sseb_pub_close(p, "fragmented or binary message on the publisher WebSocket");
+      return;
+    }
+    if (op == 0x8) {
+      sseb_pub_close(p, "close frame on the publisher WebSocket");
+      return;
+    }
+    if (op == 0x9) {
+      bench_ws_queue(&p->out, 0xA, m, (size_t)len);
+      sseb_pub_flush(p);
+      continue;
+    }
+    if (op != 0x1)
+      continue;
+    if (g.o.raw) {
+      sseb_pub_answer(p, 200, m, (size_t)len);
+      continue;
+    }
+    const char *type;
+    size_t tlen;
+    if (bench_json_str(m, (size_t)len, "type", &type, &tlen) != 0)
+      continue;
+    if (tlen == 9 && memcmp(type, "published", 9) == 0)
+      sseb_pub_answer(p, 200, m, (size_t)len);
+    else if (tlen == 5 && memcmp(type, "error", 5) == 0)
+      sseb_pub_answer(p, 400, m, (size_t)len);
+  }
+  if (p->fd >= 0)
+    bench_buf_consume(&p->in, i);
+}
+
 /* Parses every complete response in p->in. */
 static void sseb_pub_parse(sseb_pub_t *p) {
+  if (g.o.pub_ws) {
+    sseb_pub_ws_parse(p);
+    return;
+  }
   while (p->fd >= 0 && p->in.len > 0) {
     size_t hend = bench_head_end(p->in.p, p->in.len);
     if (hend == 0) {
@@ -2299,6 +2387,42 @@ static void sseb_pub_event(uint32_t k, uint32_t events, char *buf) {
   sseb_pub_parse(p);
 }
 
+/* --pub-ws: the upgrade of a connected publisher, waited for (bounded by
+ * SSEB_PUB_CONNECT_MS) before any publishing; what follows the 101 stays in p->in. */
+static void sseb_pub_ws_handshake(sseb_pub_t *p) {
+  char key[24], accept[29], path[SSEB_PATH_MAX], req[SSEB_PATH_MAX + 256];
+  bench_ws_key(key);
+  bench_ws_accept(key, accept);
+  sseb_path(g.o.pub_path, 0, path);
+  int rl = snprintf(req, sizeof req,
+                    "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: %.24s\r\n"
+                    "Sec-WebSocket-Version: 13\r\n\r\n",
+                    path, g.o.host, g.o.port, key);
+  if (send(p->fd, req, (size_t)rl, MSG_NOSIGNAL) != rl)
+    bench_die("publisher WebSocket: could not send the upgrade request");
+  uint64_t end = bench_now() + (uint64_t)SSEB_PUB_CONNECT_MS * 1000000u;
+  size_t hend = 0;
+  while ((hend = bench_head_end(p->in.p, p->in.len)) == 0) {
+    uint64_t now = bench_now();
+    struct pollfd pf = {.fd = p->fd, .events = POLLIN};
+    if (now >= end || poll(&pf, 1, (int)((end - now) / 1000000u) + 1) != 1)
+      bench_die("publisher WebSocket: no upgrade answer within %d ms", SSEB_PUB_CONNECT_MS);
+    char buf[4096];
+    ssize_t r = recv(p->fd, buf, sizeof buf, 0);
+    if (r <= 0 && !(r < 0 && (errno == EAGAIN || errno == EINTR)))
+      bench_die("publisher WebSocket: connection closed during the upgrade");
+    if (r > 0 && bench_buf_append(&p->in, buf, (size_t)r, SSEB_HEAD_MAX + sizeof buf) != 0)
+      bench_die("publisher WebSocket: upgrade answer head too large");
+  }
+  bench_head_t h;
+  bench_head_parse(p->in.p, hend - 4, &h);
+  if (h.status != 101 || !h.upgrade_ws || strcmp(h.accept, accept) != 0)
+    bench_die("publisher WebSocket: %s answered HTTP %d%s", path, h.status,
+              h.status == 101 ? " with a wrong Sec-WebSocket-Accept" : " (no upgrade)");
+  bench_buf_consume(&p->in, hend);
+}
+
 /* Opens publisher k with a connect bounded by SSEB_PUB_CONNECT_MS. */
 static void sseb_pub_open(uint32_t k) {
   sseb_pub_t *p = &g.pubs[k];
@@ -2322,6 +2446,8 @@ static void sseb_pub_open(uint32_t k) {
     if (err != 0)
       bench_die("publisher connect: %s", strerror(err));
   }
+  if (g.o.pub_ws)
+    sseb_pub_ws_handshake(p);
   sseb_ep_ctl(EPOLL_CTL_ADD, p->fd, EPOLLIN, SSEB_TAG_PUB, k);
   g.pubs_alive++;
 }

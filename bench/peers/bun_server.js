@@ -12,7 +12,8 @@
 //     per message.
 // Publish: POST /publish/{channel}, body = the payload: server.publish(channel, body) to the
 //   WebSocket subscribers and "data: <body>\n\n" written to every SSE subscriber of the
-//   channel, then 200 "ok".
+//   channel, then 200 "ok". Or over a WebSocket, GET /pubws/{channel} (upgrade): every text
+//   message is published as a POST body is, and answered with the text message "ok".
 // Channel names in paths: [A-Za-z0-9._~-]+ (taken as they are, no percent-decoding); any
 // other path answers 404.
 //
@@ -25,6 +26,7 @@ const port = Number(process.env.PORT || 8080);
 const PUBLISH = /^\/publish\/([A-Za-z0-9._~-]+)$/;
 const WS = /^\/ws\/([A-Za-z0-9._~-]+)$/;
 const SSE = /^\/sse\/([A-Za-z0-9._~-]+)$/;
+const PUBWS = /^\/pubws\/([A-Za-z0-9._~-]+)$/;
 
 const encoder = new TextEncoder();
 /** @type {Map<string, Set<ReadableStreamDefaultController>>} */
@@ -61,6 +63,22 @@ function sseSubscribe(channel) {
   });
 }
 
+// To the channel's WebSocket subscribers (uWebSockets' pub/sub) and SSE subscribers.
+function publish(channel, body) {
+  server.publish(channel, body);
+  const subs = sseChannels.get(channel);
+  if (subs) {
+    const chunk = encoder.encode(`data: ${body}\n\n`);
+    for (const c of subs) {
+      try {
+        c.enqueue(chunk);
+      } catch {
+        subs.delete(c);
+      }
+    }
+  }
+}
+
 const server = Bun.serve({
   hostname: host,
   port,
@@ -69,24 +87,12 @@ const server = Bun.serve({
     const path = new URL(req.url).pathname;
     let m;
     if (req.method === 'POST' && (m = PUBLISH.exec(path))) {
-      const channel = m[1];
-      const body = await req.text();
-      server.publish(channel, body);
-      const subs = sseChannels.get(channel);
-      if (subs) {
-        const chunk = encoder.encode(`data: ${body}\n\n`);
-        for (const c of subs) {
-          try {
-            c.enqueue(chunk);
-          } catch {
-            subs.delete(c);
-          }
-        }
-      }
+      publish(m[1], await req.text());
       return new Response('ok', { status: 200, headers: { 'Content-Type': 'text/plain' } });
     }
-    if (req.method === 'GET' && (m = WS.exec(path))) {
-      if (server.upgrade(req, { data: { channel: m[1] } })) return undefined;
+    if (req.method === 'GET' && ((m = WS.exec(path)) || (m = PUBWS.exec(path)))) {
+      const data = PUBWS.test(path) ? { publishTo: m[1] } : { channel: m[1] };
+      if (server.upgrade(req, { data })) return undefined;
       return new Response('upgrade failed', { status: 400 });
     }
     if (req.method === 'GET' && (m = SSE.exec(path))) {
@@ -102,10 +108,15 @@ const server = Bun.serve({
     closeOnBackpressureLimit: false,
     maxPayloadLength: 1 << 20,
     open(ws) {
+      if (ws.data.publishTo) return;
       ws.subscribe(ws.data.channel);
       ws.send(JSON.stringify({ type: 'subscribed', channel: ws.data.channel }));
     },
-    message() {},
+    message(ws, message) {
+      if (!ws.data.publishTo) return;
+      publish(ws.data.publishTo, typeof message === 'string' ? message : message.toString());
+      ws.send('ok');
+    },
   },
 });
 
