@@ -50,7 +50,9 @@
 #                          folder (and its log, unless it lives in bench_init's $tmp).
 #   peer_pid NAME          prints the recorded PID (nothing when not started).
 #   peer_server_pids NAME  prints the PIDs to measure, comma-separated (ssebench --server-pid).
-#   peer_pub_path NAME     the publish path template for ssebench --pub-path
+#   peer_pub_path NAME [KIND]  the publish path template for ssebench --pub-path: KIND
+#                          http (POST, the default) or ws (a publisher WebSocket, ssebench
+#                          --pub-ws: tutti and bun)
 #   peer_sub_path NAME TRANSPORT   the subscribe path template for ssebench --sub-path
 #   peer_ready NAME TRANSPORT      ssebench's --ready mode (tutti, message, upgrade, socketio)
 #   peer_transports NAME   the transports the peer offers (ws sse socketio), one line
@@ -368,11 +370,13 @@ peer_transports() {
 }
 
 peer_pub_path() {
-  case "$1" in
-    nchan) echo '/pub?id={ch}' ;;
-    socketio|ws|bun) echo '/publish/{ch}' ;;
-    tutti) echo '/api/channels/{ch}/publish' ;;
-    *) peer_err "unknown peer '$1'"; return 2 ;;
+  case "$1:${2:-http}" in
+    nchan:http) echo '/pub?id={ch}' ;;
+    socketio:http|ws:http|bun:http) echo '/publish/{ch}' ;;
+    tutti:http) echo '/api/channels/{ch}/publish' ;;
+    bun:ws) echo '/pubws/{ch}' ;;
+    tutti:ws) echo '/ws' ;;
+    *) peer_err "peer '$1' has no ${2:-http} publisher"; return 2 ;;
   esac
 }
 
