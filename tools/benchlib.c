@@ -431,6 +431,8 @@ void bench_head_parse(const char *p, size_t len, bench_head_t *h) {
 
 /* Returns the offset just past "\r\n\r\n" in [p, p+n), or 0 when not there yet. */
 size_t bench_head_end(const char *p, size_t n) {
+  if (n < 4)
+    return 0; /* also an empty buffer, whose p may be NULL */
   const char *at = memmem(p, n, "\r\n\r\n", 4);
   return at ? (size_t)(at - p) + 4 : 0;
 }
