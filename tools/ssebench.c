@@ -15,6 +15,10 @@
  *      R/s, or (R = 0) as fast as a window of W unsettled messages allows, or (--ramp) at
  *      a rate stepped up until deliveries fall behind (below); any 2xx answer
  *      (tutti and the peers answer 200, nchan 201/202) with any body counts as accepted;
+ *      or (--pub-ws) over K publisher WebSockets to --pub-path (/ws), one text message
+ *      per publish: tutti's {"type":"publish",...} answered in order by `published`
+ *      (accepted) or `error`, or with --raw the data itself answered by any text
+ *      message;
  *   3. parses every stream incrementally (SSE: chunked coding, events split across
  *      reads; WebSocket: unmasked server frames with 7/16/64-bit lengths split across
  *      reads, fragmented messages, RSV1 messages inflated, pings answered with masked
