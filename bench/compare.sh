@@ -253,7 +253,8 @@ done
 
 # ------------------------------------------------------------------ the table
 
-# cell SERVER LABEL FIELD [fmt]: the figure, and its ratio to tutti1's
+# cell SERVER LABEL FIELD [kind]: the figure, and its ratio to tutti1's (kind k: in k/M,
+# n: a plain number, p: a plain number without the ratio)
 cell() {
   local f=$res/$1.$2.json v base
   [ -s "$f" ] || { echo "-"; return; }
@@ -263,7 +264,7 @@ cell() {
     if (v == "" || v == "null") { print "-"; exit }
     if (kind == "k") s = (v >= 1e6) ? sprintf("%.2fM", v / 1e6) : (v >= 1e3) ? sprintf("%.0fk", v / 1e3) : sprintf("%.0f", v)
     else s = (v < 10) ? sprintf("%.2f", v) : (v < 100) ? sprintf("%.1f", v) : sprintf("%.0f", v)
-    if (b != "" && b != "null" && b + 0 > 0 && v + 0 > 0) s = s sprintf(" (%.2fx)", v / b)
+    if (kind != "p" && b != "" && b != "null" && b + 0 > 0 && v + 0 > 0) s = s sprintf(" (%.2fx)", v / b)
     print s }'
 }
 
@@ -274,14 +275,22 @@ sep="|---|"
 for s in $SERVERS; do header="$header $s |"; sep="$sep---|"; done
 echo "$header"
 echo "$sep"
-row() { # row TITLE LABEL FIELD KIND
-  local line="| $1 |"
-  for s in $SERVERS; do line="$line $(cell "$s" "$2" "$3" "$4") |"; done
+row() { # row TITLE LABEL FIELD KIND [LABEL2 FIELD2]: with a second field, "a / b" cells
+  local line="| $1 |" c
+  for s in $SERVERS; do
+    c=$(cell "$s" "$2" "$3" "$4")
+    [ -n "${6:-}" ] && [ "$c" != - ] && c="$c / $(cell "$s" "$5" "$6" p)"
+    line="$line $c |"
+  done
   echo "$line"
 }
 row "fanout $N1 subs, rate ramped: highest sustained deliveries/s" ramp-1k sustained_deliveries_per_s k
 row "fanout $N2 subs, rate ramped: highest sustained deliveries/s" ramp-10k sustained_deliveries_per_s k
 row "fanout $N1 subs, ramped, WebSocket publisher: highest sustained deliveries/s" ramp-1k-wspub sustained_deliveries_per_s k
+row "fanout $N1 subs, ramped, at the highest sustained step: server CPU ns/delivery" ramp-1k sustained_cpu_ns_per_delivery n
+row "... server CPU % / load generator CPU %" ramp-1k sustained_server_cpu_pct p ramp-1k sustained_loadgen_cpu_pct
+row "fanout $N2 subs, ramped, at the highest sustained step: server CPU ns/delivery" ramp-10k sustained_cpu_ns_per_delivery n
+row "... server CPU % / load generator CPU %" ramp-10k sustained_server_cpu_pct p ramp-10k sustained_loadgen_cpu_pct
 row "fanout $N1 subs, 8 in flight: deliveries/s" fanout-1k deliveries_per_s k
 row "fanout $N1 subs: server CPU ns/delivery" fanout-1k cpu_ns_per_delivery n
 row "fanout $N2 subs, 8 in flight: deliveries/s" fanout-10k deliveries_per_s k

@@ -175,7 +175,8 @@
  *   delivered, answer_lag_growth_ms, deliveries_per_s, p50, p99, max (ms),
  *   cpu_ns_per_delivery, server_cpu_pct, loadgen_cpu_pct (null when unknown), sustained,
  *   why}, ...] (the judged steps), steps_started, end (why the ramp ended),
- *   sustained_step, sustained_target, sustained_msgs_per_s, sustained_deliveries_per_s
+ *   sustained_step, sustained_target, sustained_msgs_per_s, sustained_deliveries_per_s,
+ *   sustained_cpu_ns_per_delivery, sustained_server_cpu_pct, sustained_loadgen_cpu_pct
  *   (the last sustained step; null when none was)}; its keys come after every top-level
  *   one, so a first-match lookup of "deliveries_per_s", "p99" or "sent" still finds the
  *   run's.
@@ -1079,14 +1080,16 @@ static void sseb_ep_ctl(int op, int fd, uint32_t events, uint32_t tag, uint32_t 
 
 static void sseb_settle(void) {
   while (g.settled < g.next_seq &&
-         (g.passed[g.settled] >= g.ch_subs[g.settled % g.o.channels] || g.failed[g.settled]))
+         (g.passed[g.settled] >= g.ch_subs[g.o.channels == 1 ? 0 : g.settled % g.o.channels] ||
+          g.failed[g.settled]))
     g.settled++;
 }
 
 /* Marks the messages of s's channel in (s->max_seq, upto] as passed by s. */
 static void sseb_sub_pass(sseb_sub_t *s, int64_t upto) {
   int64_t c = g.o.channels, x = s->max_seq + 1;
-  x += ((int64_t)s->ch - x % c + c) % c; /* the first seq of s's channel from there */
+  if (c > 1) /* (the divisions cost more than the rest of a delivery's bookkeeping) */
+    x += ((int64_t)s->ch - x % c + c) % c; /* the first seq of s's channel from there */
   for (; x <= upto; x += c)
     g.passed[x]++;
   if (upto > s->max_seq)
@@ -1252,14 +1255,11 @@ static void sseb_sub_start(uint32_t i) {
 /* Reads the decimal digits at *p (< end) into *v; returns 0, or -1 when there are none
  * or they overflow. Advances *p past them. */
 static int sseb_digits(const char **p, const char *end, uint64_t *v) {
-  const char *q = *p;
+  const char *q = *p, *stop = end - *p > 19 ? *p + 19 : end; /* 19 digits fit */
   uint64_t x = 0;
-  while (q < end && *q >= '0' && *q <= '9') {
-    if (x > (UINT64_MAX - 9) / 10)
-      return -1;
+  while (q < stop && (unsigned)(*q - '0') < 10)
     x = x * 10 + (uint64_t)(*q++ - '0');
-  }
-  if (q == *p)
+  if (q == *p || (q < end && (unsigned)(*q - '0') < 10))
     return -1;
   *p = q;
   *v = x;
@@ -1291,12 +1291,15 @@ static void sseb_deliver(sseb_sub_t *s, const char *d, size_t dlen, int has_id,
     g.bad_data++;
     return;
   }
-  if (seq % g.o.channels != s->ch) {
-    g.wrong_channel++;
-    return;
+  uint64_t k = seq; /* the message's rank on its channel */
+  if (g.o.channels > 1) {
+    if (seq % g.o.channels != s->ch) {
+      g.wrong_channel++;
+      return;
+    }
+    k = seq / g.o.channels;
   }
   size_t idx = (size_t)(s - g.subs);
-  uint64_t k = seq / g.o.channels; /* the message's rank on its channel */
   uint64_t *w = &g.seen[idx * g.seen_words + k / 64];
   uint64_t bit = 1ull << (k % 64);
   if (*w & bit) {
@@ -1697,8 +1700,10 @@ static int sseb_lit_str(const char **p, const char *end, const char *lit, size_t
                         const char **v, size_t *vlen) {
   if ((size_t)(end - *p) <= llen || memcmp(*p, lit, llen) != 0)
     return -1;
-  const char *a = *p + llen, *q = memchr(a, '"', (size_t)(end - a));
-  if (q == NULL)
+  const char *a = *p + llen, *q = a;
+  while (q < end && *q != '"') /* short values: a loop beats a call to memchr */
+    q++;
+  if (q == end)
     return -1;
   *v = a;
   *vlen = (size_t)(q - a);
@@ -2929,6 +2934,21 @@ static void sseb_report_ramp(void) {
   }
 }
 
+/* A step's server CPU per delivery (ns), server and load-generator CPU (%) as JSON
+ * numbers, or null when unknown. */
+static void sseb_step_cpu_json(const sseb_step_t *st, char cpus[32], char srvs[32], char gens[32]) {
+  double cpu = sseb_step_cpu_us(st), srv = sseb_step_pct(st->cpu_start, st->cpu_end),
+         gen = sseb_step_pct(st->gen_start, st->gen_end);
+  const double v[3] = {cpu >= 0 ? cpu * 1e3 : -1, srv, gen};
+  char *out[3] = {cpus, srvs, gens};
+  for (int k = 0; k < 3; k++) {
+    if (v[k] >= 0)
+      snprintf(out[k], 32, "%.1f", v[k]);
+    else
+      snprintf(out[k], 32, "null");
+  }
+}
+
 /* Appends the "ramp" object of the JSON line (null without --ramp). */
 static void sseb_json_ramp(bench_buf_t *b) {
   const sseb_opts_t *o = &g.o;
@@ -2942,19 +2962,12 @@ static void sseb_json_ramp(bench_buf_t *b) {
                o->ramp_r0, o->ramp_f, o->ramp_s, (double)g.grace_ns / 1e9, o->ramp_p99_ms,
                o->ramp_max_steps, o->ramp_max_rate);
   int first = 1;
+  char cpus[32], srvs[32], gens[32];
   for (uint32_t i = 0; i < g.n_steps; i++) {
     const sseb_step_t *st = &g.steps[i];
     if (st->state != SSEB_STEP_JUDGED)
       continue;
-    double cpu = sseb_step_cpu_us(st), srv = sseb_step_pct(st->cpu_start, st->cpu_end),
-           gen = sseb_step_pct(st->gen_start, st->gen_end);
-    char cpus[32] = "null", srvs[32] = "null", gens[32] = "null";
-    if (cpu >= 0)
-      snprintf(cpus, sizeof cpus, "%.1f", cpu * 1e3);
-    if (srv >= 0)
-      snprintf(srvs, sizeof srvs, "%.1f", srv);
-    if (gen >= 0)
-      snprintf(gens, sizeof gens, "%.1f", gen);
+    sseb_step_cpu_json(st, cpus, srvs, gens);
     sseb_bprintf(b,
                  "%s{\"step\":%" PRIu32 ",\"target\":%.3f,\"achieved\":%.3f,\"sent\":%" PRIu32
                  ",\"accepted\":%" PRIu32 ",\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64
@@ -2972,13 +2985,18 @@ static void sseb_json_ramp(bench_buf_t *b) {
   sseb_bprintf(b, "],\"steps_started\":%" PRIu32 ",\"end\":\"%s\"", g.n_steps, g.ramp_end);
   if (g.best >= 0) {
     const sseb_step_t *bs = &g.steps[g.best];
+    sseb_step_cpu_json(bs, cpus, srvs, gens);
     sseb_bprintf(b,
                  ",\"sustained_step\":%" PRId32 ",\"sustained_target\":%.3f"
-                 ",\"sustained_msgs_per_s\":%.3f,\"sustained_deliveries_per_s\":%.1f}",
-                 g.best + 1, bs->target, bs->achieved, bs->dps);
+                 ",\"sustained_msgs_per_s\":%.3f,\"sustained_deliveries_per_s\":%.1f"
+                 ",\"sustained_cpu_ns_per_delivery\":%s,\"sustained_server_cpu_pct\":%s"
+                 ",\"sustained_loadgen_cpu_pct\":%s}",
+                 g.best + 1, bs->target, bs->achieved, bs->dps, cpus, srvs, gens);
   } else {
     sseb_buf_puts(b, ",\"sustained_step\":null,\"sustained_target\":null,"
-                     "\"sustained_msgs_per_s\":null,\"sustained_deliveries_per_s\":null}");
+                     "\"sustained_msgs_per_s\":null,\"sustained_deliveries_per_s\":null,"
+                     "\"sustained_cpu_ns_per_delivery\":null,\"sustained_server_cpu_pct\":null,"
+                     "\"sustained_loadgen_cpu_pct\":null}");
   }
 }
 
