@@ -121,17 +121,23 @@ const char *bench_find(const char *p, size_t n, const char *pat, size_t plen) {
   return NULL;
 }
 
-/* Parses the unsigned integer after a key that ends just before `at`: spaces, a colon,
- * spaces, digits. Returns 0, -ENOENT when that is not there, -ERANGE on overflow. */
-static int bench_json_num_after(const char *at, const char *end, uint64_t *out) {
+/* The value after a key that ends just before `at`: past spaces, a colon and spaces;
+ * NULL when no colon follows. */
+static const char *bench_json_value_at(const char *at, const char *end) {
   while (at < end && (*at == ' ' || *at == '\t'))
     at++;
   if (at == end || *at != ':')
-    return -ENOENT;
+    return NULL;
   at++;
   while (at < end && (*at == ' ' || *at == '\t'))
     at++;
-  if (at == end || *at < '0' || *at > '9')
+  return at;
+}
+
+/* Parses the unsigned integer after a key that ends just before `at`: spaces, a colon,
+ * spaces, digits. Returns 0, -ENOENT when that is not there, -ERANGE on overflow. */
+static int bench_json_num_after(const char *at, const char *end, uint64_t *out) {
+  if ((at = bench_json_value_at(at, end)) == NULL || at == end || *at < '0' || *at > '9')
     return -ENOENT;
   uint64_t v = 0;
   while (at < end && *at >= '0' && *at <= '9') {
@@ -185,15 +191,7 @@ int bench_json_str(const char *p, size_t n, const char *key, const char **val,
     if (at == NULL)
       return -ENOENT;
     from = at + 1;
-    at += plen;
-    while (at < end && (*at == ' ' || *at == '\t'))
-      at++;
-    if (at == end || *at != ':')
-      continue;
-    at++;
-    while (at < end && (*at == ' ' || *at == '\t'))
-      at++;
-    if (at == end || *at != '"')
+    if ((at = bench_json_value_at(at + plen, end)) == NULL || at == end || *at != '"')
       continue;
     at++;
     const char *q = memchr(at, '"', (size_t)(end - at));

@@ -1748,17 +1748,10 @@ static int sseb_ws_tutti(sseb_sub_t *s, const char *p, size_t n, size_t wire, in
     int has_id = 0;
     uint64_t off = 0;
     if (fast || bench_json_str(p, n, "id", &id, &idlen) == 0) {
-      const char *c = id + idlen;
+      const char *c = id + idlen; /* the offset: the digits after the last ':' */
       while (c > id && c[-1] != ':')
         c--;
-      has_id = c > id && c < id + idlen;
-      for (const char *q = c; has_id && q < id + idlen; q++) {
-        if (*q < '0' || *q > '9' || off > UINT64_MAX / 10 - 9)
-          has_id = 0;
-        else
-          off = off * 10 + (uint64_t)(*q - '0');
-      }
-      has_id = has_id && off > 0;
+      has_id = c > id && sseb_digits(&c, id + idlen, &off) == 0 && c == id + idlen && off > 0;
       if (!fast && (d = bench_find(id, (size_t)(p + n - id), "\"data\":", 7)) != NULL)
         d += 7;
     }

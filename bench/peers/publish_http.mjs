@@ -1,5 +1,6 @@
-// The HTTP side the Node peers share: POST /publish/{channel} hands the body (text) to
-// `publish(channel, body)` and answers 200 "ok" once it returns; anything else is 404
+// The HTTP side the Node peers share, and how they run: POST /publish/{channel} hands
+// the body (text) to `publish(channel, body)` and answers 200 "ok" once it returns;
+// anything else is 404
 // (socket.io answers its own /socket.io/ requests before this listener runs). Publishers
 // keep one connection for the whole run, so no timeouts.
 import http from 'node:http';
@@ -27,4 +28,20 @@ export function publishServer(publish) {
   server.headersTimeout = 0;
   server.requestTimeout = 0;
   return server;
+}
+
+// Listens on HOST:PORT (a deep backlog: thousands of subscribers connect at once),
+// prints "ready", and on SIGTERM or SIGINT calls stop(), closes every connection and
+// exits 0.
+export function serve(server, host, port, stop) {
+  const shutdown = () => {
+    stop();
+    server.closeAllConnections?.();
+    process.exit(0);
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  server.listen({ host, port, backlog: 16384 }, () => {
+    process.stdout.write('ready\n');
+  });
 }

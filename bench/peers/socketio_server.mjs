@@ -22,7 +22,7 @@
 
 import { Server } from 'socket.io';
 
-import { publishServer } from './publish_http.mjs';
+import { publishServer, serve } from './publish_http.mjs';
 
 const host = process.env.HOST || '127.0.0.1';
 const port = Number(process.env.PORT || 8080);
@@ -64,14 +64,4 @@ io.on('connection', (socket) => {
   });
 });
 
-const shutdown = () => {
-  io.close();
-  httpServer.closeAllConnections?.();
-  process.exit(0);
-};
-process.on('SIGTERM', shutdown);
-process.on('SIGINT', shutdown);
-
-httpServer.listen({ host, port, backlog: 16384 }, () => {
-  process.stdout.write('ready\n');
-});
+serve(httpServer, host, port, () => io.close());

@@ -13,7 +13,7 @@
 
 import { WebSocketServer } from 'ws';
 
-import { publishServer } from './publish_http.mjs';
+import { publishServer, serve } from './publish_http.mjs';
 
 const host = process.env.HOST || '127.0.0.1';
 const port = Number(process.env.PORT || 8080);
@@ -54,14 +54,6 @@ httpServer.on('upgrade', (req, socket, head) => {
   });
 });
 
-const shutdown = () => {
+serve(httpServer, host, port, () => {
   for (const subs of channels.values()) for (const ws of subs) ws.terminate();
-  httpServer.closeAllConnections?.();
-  process.exit(0);
-};
-process.on('SIGTERM', shutdown);
-process.on('SIGINT', shutdown);
-
-httpServer.listen({ host, port, backlog: 16384 }, () => {
-  process.stdout.write('ready\n');
 });

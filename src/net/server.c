@@ -6,8 +6,8 @@
  * connection's queue and puts the connection on its worker's flush list; the
  * worker's check handle (after each poll, for what I/O callbacks queued) and
  * prepare handle (before each poll, for what timers queued) write every
- * listed connection with one writev (uv_try_write), and hand only what the
- * kernel did not take to uv_write. Buffers are released when written.
+ * listed connection with one send or sendmsg (net__try_send), and hand only
+ * what the kernel did not take to uv_write. Buffers are released when written.
  */
 #include <errno.h>
 #include <netinet/in.h>

@@ -150,6 +150,13 @@ static void sse__send_event(sse_client_t *cl, const char *event, const char *dat
 /* The subscription's position is already the message's (the hub, or the
  * history replay in sse__start, sets it first), so a multi-channel id is
  * the stream's position after this message. */
+/* Counts `n` messages queued in `frame`. */
+static void sse__count(const tt_buf_t *frame, size_t n) {
+  obs_add(OBS_DELIVERED, n);
+  obs_add(OBS_DELIVERED_BYTES, frame->len);
+  obs_add(OBS_SSE_EV_MESSAGE, n);
+}
+
 static void sse__deliver(hub_client_t *hc, hub_sub_t *hs, tt_msg_t *msg) {
   (void)hs;
   sse_client_t *cl = tt_container_of(hc, sse_client_t, hub);
@@ -167,11 +174,7 @@ static void sse__deliver(hub_client_t *hc, hub_sub_t *hs, tt_msg_t *msg) {
     const char *nl = memchr(frame->data, '\n', frame->len);
     if (rc == 0) rc = net_conn_send(cl->conn, frame, (size_t)(nl - frame->data) + 1);
   }
-  if (rc == 0) {
-    obs_inc(OBS_DELIVERED);
-    obs_add(OBS_DELIVERED_BYTES, frame->len);
-    obs_inc(OBS_SSE_EV_MESSAGE);
-  }
+  if (rc == 0) sse__count(frame, 1);
 }
 
 /* One subscription: the run's frames carry the ids the stream needs, so the
@@ -181,11 +184,7 @@ static bool sse__deliver_run(hub_client_t *hc, hub_sub_t *hs, hub_run_t *run) {
   sse_client_t *cl = tt_container_of(hc, sse_client_t, hub);
   if (cl->nsubs != 1) return false;
   tt_buf_t *frame = hub_run_frame(run, TT_FRAME_SSE, sse_frame_build);
-  if (net_conn_send(cl->conn, frame, 0) == 0) {
-    obs_add(OBS_DELIVERED, run->n);
-    obs_add(OBS_DELIVERED_BYTES, frame->len);
-    obs_add(OBS_SSE_EV_MESSAGE, run->n);
-  }
+  if (net_conn_send(cl->conn, frame, 0) == 0) sse__count(frame, run->n);
   return true;
 }
 
