@@ -1,8 +1,7 @@
 // The HTTP side the Node peers share, and how they run: POST /publish/{channel} hands
 // the body (text) to `publish(channel, body)` and answers 200 "ok" once it returns;
-// anything else is 404
-// (socket.io answers its own /socket.io/ requests before this listener runs). Publishers
-// keep one connection for the whole run, so no timeouts.
+// anything else is 404 (socket.io answers its own /socket.io/ requests before this
+// listener runs). Publishers keep one connection for the whole run, so no timeouts.
 import http from 'node:http';
 
 const PUBLISH = /^\/publish\/([A-Za-z0-9._~-]+)$/;
